@@ -1,0 +1,198 @@
+package postgres
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// FetchFunc runs one query for keys (distinct) and calls found once per row
+// it returns. Keys without a row are simply not reported.
+type FetchFunc[K comparable, V any] func(ctx context.Context, keys []K, found func(K, V)) error
+
+// Coalescer merges concurrent point lookups of one query shape into a single
+// round trip ("natural batching"): a lookup that arrives while fewer than
+// maxInFlight batches are running starts a batch at once, so an idle server
+// adds no waiting; lookups that arrive while every batch slot is busy queue
+// up and leave together, up to maxBatch distinct keys, as soon as a slot
+// frees. The busier the server, the bigger the batches and the cheaper each
+// lookup.
+//
+// Every caller gets exactly its own answer. A batch runs under its own
+// deadline, detached from any caller, so one caller giving up never cancels
+// the others; an error reaches every caller of the batch.
+type Coalescer[K comparable, V any] struct {
+	fetch        FetchFunc[K, V]
+	maxBatch     int
+	maxInFlight  int
+	batchTimeout time.Duration
+
+	mu       sync.Mutex
+	queue    []*call[K, V]
+	inFlight int
+
+	calls sync.Pool // *call[K, V], recycled only after a completed hand-back
+
+	batches atomic.Int64
+	lookups atomic.Int64
+}
+
+// call is one caller's lookup, its answer and the channel that hands the
+// answer over.
+type call[K comparable, V any] struct {
+	key   K
+	val   V
+	found bool
+	err   error
+	done  chan struct{} // buffered: delivery never blocks on an absent caller
+}
+
+// NewCoalescer returns a coalescer running fetch with at most maxBatch keys
+// per query and at most maxInFlight queries at once. Each batch gets
+// batchTimeout to finish.
+func NewCoalescer[K comparable, V any](maxBatch, maxInFlight int, batchTimeout time.Duration, fetch FetchFunc[K, V]) *Coalescer[K, V] {
+	if maxBatch < 1 {
+		maxBatch = 1
+	}
+	if maxInFlight < 1 {
+		maxInFlight = 1
+	}
+	return &Coalescer[K, V]{fetch: fetch, maxBatch: maxBatch, maxInFlight: maxInFlight, batchTimeout: batchTimeout}
+}
+
+// Get looks key up. found is false when no row exists. When ctx ends first,
+// Get returns ctx's error at once and the batch carries on for the others.
+func (c *Coalescer[K, V]) Get(ctx context.Context, key K) (val V, found bool, err error) {
+	cl, _ := c.calls.Get().(*call[K, V])
+	if cl == nil {
+		cl = &call[K, V]{done: make(chan struct{}, 1)}
+	}
+	cl.key = key
+	c.lookups.Add(1)
+
+	c.mu.Lock()
+	c.queue = append(c.queue, cl)
+	var batch []*call[K, V]
+	if c.inFlight < c.maxInFlight {
+		c.inFlight++
+		batch = c.takeLocked()
+	}
+	c.mu.Unlock()
+
+	if batch != nil {
+		// Run the batch on this goroutine: at low load it holds only this
+		// lookup, and no hand-off to another goroutine is needed.
+		c.run(batch)
+	}
+
+	select {
+	case <-cl.done:
+		val, found, err = cl.val, cl.found, cl.err
+		var zero V
+		cl.val, cl.found, cl.err = zero, false, nil
+		c.calls.Put(cl)
+		return val, found, err
+	case <-ctx.Done():
+		// cl is abandoned: the batch will still write to it, so it is not
+		// recycled.
+		var zero V
+		return zero, false, ctx.Err()
+	}
+}
+
+// takeLocked removes up to maxBatch calls from the head of the queue.
+func (c *Coalescer[K, V]) takeLocked() []*call[K, V] {
+	n := min(len(c.queue), c.maxBatch)
+	batch := make([]*call[K, V], n)
+	copy(batch, c.queue)
+	rest := copy(c.queue, c.queue[n:])
+	clear(c.queue[rest:])
+	c.queue = c.queue[:rest]
+	return batch
+}
+
+// run executes batch, then keeps the slot busy with whatever queued up
+// meanwhile: the follow-up batch runs on a new goroutine so this caller can
+// answer its own request right away.
+func (c *Coalescer[K, V]) run(batch []*call[K, V]) {
+	c.execute(batch)
+	c.mu.Lock()
+	if len(c.queue) == 0 {
+		c.inFlight--
+		c.mu.Unlock()
+		return
+	}
+	next := c.takeLocked()
+	c.mu.Unlock()
+	go c.loop(next)
+}
+
+func (c *Coalescer[K, V]) loop(batch []*call[K, V]) {
+	for {
+		c.execute(batch)
+		c.mu.Lock()
+		if len(c.queue) == 0 {
+			c.inFlight--
+			c.mu.Unlock()
+			return
+		}
+		batch = c.takeLocked()
+		c.mu.Unlock()
+	}
+}
+
+// execute runs one query for the distinct keys of batch and hands every
+// call its answer. A failure the connection caused (not the query) is
+// retried once: reads are idempotent and pgxpool discards the broken
+// connection, so the retry runs on a fresh one.
+func (c *Coalescer[K, V]) execute(batch []*call[K, V]) {
+	c.batches.Add(1)
+	keys := make([]K, 0, len(batch))
+	for _, cl := range batch {
+		if !containsKey(keys, cl.key) {
+			keys = append(keys, cl.key)
+		}
+	}
+	found := func(k K, v V) {
+		for _, cl := range batch {
+			if cl.key == k {
+				cl.val, cl.found = v, true
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.batchTimeout)
+	err := c.fetch(ctx, keys, found)
+	if err != nil && retryable(ctx, err) {
+		var zero V
+		for _, cl := range batch {
+			cl.val, cl.found = zero, false
+		}
+		err = c.fetch(ctx, keys, found)
+	}
+	cancel()
+	if err != nil {
+		err = translate(err)
+	}
+	for _, cl := range batch {
+		cl.err = err
+		cl.done <- struct{}{}
+	}
+}
+
+// Stats reports how many lookups the coalescer served and in how many
+// queries.
+func (c *Coalescer[K, V]) Stats() (lookups, batches int64) {
+	return c.lookups.Load(), c.batches.Load()
+}
+
+// containsKey is a linear scan: batches are small (at most maxBatch keys),
+// and a scan allocates nothing where a map would.
+func containsKey[K comparable](keys []K, k K) bool {
+	for _, x := range keys {
+		if x == k {
+			return true
+		}
+	}
+	return false
+}

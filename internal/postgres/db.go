@@ -1,0 +1,187 @@
+// Package postgres is storefront's PostgreSQL room: the pgx connection pool,
+// the queries behind each domain service, the coalescer that turns many
+// concurrent point lookups into one round trip, and the embedded schema
+// migrations.
+//
+// PostgreSQL errors never leave this package raw: they are translated into
+// *shop.Error values here, so the HTTP room only deals with domain codes.
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"storefront/internal/shop"
+)
+
+// Config is how storefront talks to PostgreSQL.
+type Config struct {
+	DSN                   string
+	MinConns              int32
+	MaxConns              int32
+	AcquireTimeout        time.Duration // wait for a free pooled connection at most this long
+	MaxConnLifetime       time.Duration
+	MaxConnLifetimeJitter time.Duration // spreads reconnects so the pool does not churn all at once
+	StatementTimeout      time.Duration // set once per connection as a startup parameter
+	// Coalesce merges concurrent point lookups of the same shape into one
+	// "= ANY($1)" query. Off, every lookup runs its own query.
+	Coalesce bool
+	// MaxBatch caps the ids of one coalesced query.
+	MaxBatch int
+	// BatchesInFlight caps how many coalesced queries of one shape run at
+	// once; lookups arriving meanwhile join the next batch.
+	BatchesInFlight int
+}
+
+// DefaultConfig returns the defaults documented in the README.
+func DefaultConfig() Config {
+	return Config{
+		MinConns:              4,
+		MaxConns:              16,
+		AcquireTimeout:        250 * time.Millisecond,
+		MaxConnLifetime:       30 * time.Minute,
+		MaxConnLifetimeJitter: 5 * time.Minute,
+		StatementTimeout:      500 * time.Millisecond,
+		Coalesce:              true,
+		MaxBatch:              128,
+		BatchesInFlight:       4,
+	}
+}
+
+// Validate reports every problem with c, one per line.
+func (c Config) Validate() error {
+	var errs []error
+	if c.MinConns < 0 {
+		errs = append(errs, errors.New("min pool connections must be >= 0"))
+	}
+	if c.MaxConns < 1 {
+		errs = append(errs, errors.New("max pool connections must be >= 1"))
+	}
+	if c.MinConns > c.MaxConns {
+		errs = append(errs, fmt.Errorf("min pool connections (%d) exceeds max (%d)", c.MinConns, c.MaxConns))
+	}
+	if c.AcquireTimeout <= 0 {
+		errs = append(errs, errors.New("pool acquire timeout must be > 0"))
+	}
+	if c.StatementTimeout <= 0 {
+		errs = append(errs, errors.New("statement timeout must be > 0"))
+	}
+	if c.MaxConnLifetime <= 0 {
+		errs = append(errs, errors.New("max connection lifetime must be > 0"))
+	}
+	if c.MaxConnLifetimeJitter < 0 {
+		errs = append(errs, errors.New("max connection lifetime jitter must be >= 0"))
+	}
+	if c.MaxBatch < 1 || c.MaxBatch > 10000 {
+		errs = append(errs, errors.New("max batch must be between 1 and 10000"))
+	}
+	if c.BatchesInFlight < 1 {
+		errs = append(errs, errors.New("batches in flight must be >= 1"))
+	}
+	return errors.Join(errs...)
+}
+
+// DB is an open connection pool plus the services built on it.
+type DB struct {
+	pool   *pgxpool.Pool
+	cfg    Config
+	logger *slog.Logger
+
+	users     *Coalescer[int64, shop.User]
+	products  *Coalescer[int64, shop.Product]
+	inventory *Coalescer[int64, shop.Stock]
+}
+
+// Open creates the pool, waits until one connection works and returns the
+// DB. It fails with an EUNAVAILABLE error when PostgreSQL cannot be reached.
+func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*DB, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	pc, err := pgxpool.ParseConfig(cfg.DSN)
+	if err != nil {
+		return nil, shop.Errorf(shop.EINVALID, "invalid database DSN: %v", err)
+	}
+	pc.MinConns = cfg.MinConns
+	pc.MaxConns = cfg.MaxConns
+	pc.MaxConnLifetime = cfg.MaxConnLifetime
+	pc.MaxConnLifetimeJitter = cfg.MaxConnLifetimeJitter
+	pc.MaxConnIdleTime = 5 * time.Minute
+	pc.HealthCheckPeriod = 5 * time.Second
+	// statement_timeout travels in the startup packet: it costs no round trip
+	// per request (the article sent "SET statement_timeout" every time).
+	pc.ConnConfig.RuntimeParams["statement_timeout"] = strconv.FormatInt(cfg.StatementTimeout.Milliseconds(), 10)
+	if _, ok := pc.ConnConfig.RuntimeParams["application_name"]; !ok {
+		pc.ConnConfig.RuntimeParams["application_name"] = "storefront"
+	}
+	// Prepared statements are cached per connection (pgx's default mode,
+	// stated here because the hot path depends on it).
+	pc.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeCacheStatement
+	if pc.ConnConfig.ConnectTimeout == 0 || pc.ConnConfig.ConnectTimeout > 5*time.Second {
+		pc.ConnConfig.ConnectTimeout = 5 * time.Second
+	}
+
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, shop.Wrap(shop.EINVALID, "invalid database configuration", err)
+	}
+	db := &DB{pool: pool, cfg: cfg, logger: logger}
+	db.users = NewCoalescer(cfg.MaxBatch, cfg.BatchesInFlight, db.batchTimeout(), db.fetchUsers)
+	db.products = NewCoalescer(cfg.MaxBatch, cfg.BatchesInFlight, db.batchTimeout(), db.fetchProducts)
+	db.inventory = NewCoalescer(cfg.MaxBatch, cfg.BatchesInFlight, db.batchTimeout(), db.fetchStock)
+
+	pingCtx, cancel := context.WithTimeout(ctx, pc.ConnConfig.ConnectTimeout+time.Second)
+	defer cancel()
+	if err := pool.Ping(pingCtx); err != nil {
+		pool.Close()
+		return nil, shop.Wrap(shop.EUNAVAILABLE, "database unreachable", err)
+	}
+	return db, nil
+}
+
+// Close closes every pooled connection. In-flight queries finish first.
+func (db *DB) Close() { db.pool.Close() }
+
+// Pool exposes the pool for migrations, seeding and metrics.
+func (db *DB) Pool() *pgxpool.Pool { return db.pool }
+
+// Ping reports whether a query round trip works within ctx.
+func (db *DB) Ping(ctx context.Context) error {
+	ctx, cancel := db.withAcquireDeadline(ctx)
+	defer cancel()
+	if err := db.pool.Ping(ctx); err != nil {
+		return translate(err)
+	}
+	return nil
+}
+
+// withAcquireDeadline bounds a lookup: acquiring a connection and running
+// the statement together never take longer than AcquireTimeout plus the
+// statement timeout, whatever deadline the caller brought.
+func (db *DB) withAcquireDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, db.batchTimeout())
+}
+
+// batchTimeout bounds one query including the wait for a connection; the
+// small margin lets PostgreSQL's own statement timeout fire first.
+func (db *DB) batchTimeout() time.Duration {
+	return db.cfg.AcquireTimeout + db.cfg.StatementTimeout + 50*time.Millisecond
+}
+
+// Compile-time checks that DB implements the domain services.
+var (
+	_ shop.UserService      = (*DB)(nil)
+	_ shop.ProductService   = (*DB)(nil)
+	_ shop.InventoryService = (*DB)(nil)
+	_ shop.HealthChecker    = (*DB)(nil)
+)

@@ -1,0 +1,84 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"storefront/internal/shop"
+)
+
+// translate turns a pgx error into a domain error. Anything that means "the
+// database cannot answer right now" becomes EUNAVAILABLE (HTTP 503 with
+// Retry-After); everything else is EINTERNAL and its detail is only logged.
+func translate(err error) error {
+	if err == nil {
+		return nil
+	}
+	var se *shop.Error
+	if errors.As(err, &se) {
+		return err
+	}
+	if unavailable(err) {
+		return shop.Wrap(shop.EUNAVAILABLE, "database unavailable, retry later", err)
+	}
+	return shop.Wrap(shop.EINTERNAL, "internal error", err)
+}
+
+// unavailable reports whether err is transient: a timeout, a cancelled or
+// refused connection, a server shutting down or starting up.
+func unavailable(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
+		pgconn.Timeout(err) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
+		return true
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch pgErr.Code[:2] {
+		case "08", // connection exception
+			"53", // insufficient resources (too many connections, out of memory)
+			"57": // operator intervention: query_canceled (statement timeout), admin shutdown, cannot connect now
+			return true
+		}
+		return pgErr.Code == "40001" || pgErr.Code == "40P01"
+	}
+	var connErr *pgconn.ConnectError
+	if errors.As(err, &connErr) {
+		return true
+	}
+	var netErr net.Error
+	if errors.As(err, &netErr) {
+		return true
+	}
+	var opErr *net.OpError
+	return errors.As(err, &opErr)
+}
+
+// retryable reports whether a read that failed with err may run once more on
+// another connection: the failure happened before the server saw the query,
+// or it was the connection (not the query) that broke. Reads are idempotent,
+// so running one twice is harmless.
+func retryable(ctx context.Context, err error) bool {
+	if ctx.Err() != nil {
+		return false
+	}
+	if pgconn.SafeToRetry(err) {
+		return true
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		// Terminated backend (57P01 admin_shutdown, 57P02 crash_shutdown) or a
+		// connection failure reported by the server.
+		return pgErr.Code == "57P01" || pgErr.Code == "57P02" || pgErr.Code[:2] == "08"
+	}
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
+		isConnReset(err)
+}
+
+func isConnReset(err error) bool {
+	var opErr *net.OpError
+	return errors.As(err, &opErr) && !opErr.Timeout()
+}

@@ -1,0 +1,108 @@
+package postgres
+
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5"
+
+	"storefront/internal/shop"
+)
+
+const productColumns = `product_id, sku, name, description, price_cents, currency, category, updated_at`
+
+const (
+	sqlProductsByIDs = `SELECT ` + productColumns + ` FROM products
+WHERE product_id = ANY($1) AND deleted_at IS NULL`
+	sqlProductByID = `SELECT ` + productColumns + ` FROM products
+WHERE product_id = $1 AND deleted_at IS NULL`
+	sqlProductBySKU = `SELECT ` + productColumns + ` FROM products
+WHERE sku = $1 AND deleted_at IS NULL`
+)
+
+// Product implements shop.ProductService.
+func (db *DB) Product(ctx context.Context, id int64) (shop.Product, error) {
+	var (
+		p     shop.Product
+		found bool
+		err   error
+	)
+	if db.cfg.Coalesce {
+		p, found, err = db.products.Get(ctx, id)
+	} else {
+		p, found, err = db.productWhere(ctx, sqlProductByID, id)
+	}
+	if err != nil {
+		return shop.Product{}, translate(err)
+	}
+	if !found {
+		return shop.Product{}, shop.Errorf(shop.ENOTFOUND, "product %d not found", id)
+	}
+	return p, nil
+}
+
+// ProductBySKU implements shop.ProductService. SKU lookups are rare next to
+// id lookups, so they are not coalesced.
+func (db *DB) ProductBySKU(ctx context.Context, sku string) (shop.Product, error) {
+	p, found, err := db.productWhere(ctx, sqlProductBySKU, sku)
+	if err != nil {
+		return shop.Product{}, translate(err)
+	}
+	if !found {
+		return shop.Product{}, shop.Errorf(shop.ENOTFOUND, "product with SKU %q not found", sku)
+	}
+	return p, nil
+}
+
+// Products implements shop.ProductService: one query for the whole list.
+func (db *DB) Products(ctx context.Context, ids []int64) ([]shop.Product, error) {
+	if len(ids) > shop.MaxBatchIDs {
+		return nil, shop.Errorf(shop.EINVALID, "at most %d ids per request", shop.MaxBatchIDs)
+	}
+	byID := make(map[int64]shop.Product, len(ids))
+	ctx, cancel := db.withAcquireDeadline(ctx)
+	defer cancel()
+	err := db.queryRetry(ctx, func(r pgx.Rows) error {
+		var p shop.Product
+		if err := scanProduct(r, &p); err != nil {
+			return err
+		}
+		byID[p.ID] = p
+		return nil
+	}, sqlProductsByIDs, ids)
+	if err != nil {
+		return nil, translate(err)
+	}
+	out := make([]shop.Product, 0, len(byID))
+	for _, id := range ids {
+		if p, ok := byID[id]; ok {
+			out = append(out, p)
+			delete(byID, id) // a repeated id is listed once
+		}
+	}
+	return out, nil
+}
+
+func (db *DB) productWhere(ctx context.Context, sql string, arg any) (p shop.Product, found bool, err error) {
+	ctx, cancel := db.withAcquireDeadline(ctx)
+	defer cancel()
+	err = db.queryRetry(ctx, func(r pgx.Rows) error {
+		found = true
+		return scanProduct(r, &p)
+	}, sql, arg)
+	return p, found, err
+}
+
+func (db *DB) fetchProducts(ctx context.Context, ids []int64, found func(int64, shop.Product)) error {
+	return db.query(ctx, func(r pgx.Rows) error {
+		var p shop.Product
+		if err := scanProduct(r, &p); err != nil {
+			return err
+		}
+		found(p.ID, p)
+		return nil
+	}, sqlProductsByIDs, ids)
+}
+
+func scanProduct(r pgx.Rows, p *shop.Product) error {
+	return r.Scan(&p.ID, &p.SKU, &p.Name, &p.Description, &p.PriceCents, &p.Currency, &p.Category, &p.UpdatedAt)
+}

@@ -1,0 +1,43 @@
+package postgres
+
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// query acquires a connection within the acquire timeout, runs sql and
+// hands each row to scan. The acquire wait is bounded separately from the
+// statement so that a saturated pool fails fast (503) instead of eating the
+// whole request deadline.
+func (db *DB) query(ctx context.Context, scan func(pgx.Rows) error, sql string, args ...any) error {
+	actx, cancel := context.WithTimeout(ctx, db.cfg.AcquireTimeout)
+	conn, err := db.pool.Acquire(actx)
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	rows, err := conn.Query(ctx, sql, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := scan(rows); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// queryRetry is query with one retry on a fresh connection when the first
+// attempt failed because of the connection. Used by uncoalesced reads; the
+// coalescer retries whole batches itself.
+func (db *DB) queryRetry(ctx context.Context, scan func(pgx.Rows) error, sql string, args ...any) error {
+	err := db.query(ctx, scan, sql, args...)
+	if err != nil && retryable(ctx, err) {
+		err = db.query(ctx, scan, sql, args...)
+	}
+	return err
+}

@@ -1,0 +1,57 @@
+package postgres
+
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5"
+
+	"storefront/internal/shop"
+)
+
+const (
+	sqlUsersByIDs = `SELECT user_id, username, email, last_active FROM users
+WHERE user_id = ANY($1) AND deleted_at IS NULL`
+	sqlUserByID = `SELECT user_id, username, email, last_active FROM users
+WHERE user_id = $1 AND deleted_at IS NULL`
+)
+
+// User implements shop.UserService.
+func (db *DB) User(ctx context.Context, id int64) (shop.User, error) {
+	var (
+		u     shop.User
+		found bool
+		err   error
+	)
+	if db.cfg.Coalesce {
+		u, found, err = db.users.Get(ctx, id)
+	} else {
+		ctx, cancel := db.withAcquireDeadline(ctx)
+		err = db.queryRetry(ctx, func(r pgx.Rows) error {
+			found = true
+			return scanUser(r, &u)
+		}, sqlUserByID, id)
+		cancel()
+	}
+	if err != nil {
+		return shop.User{}, translate(err)
+	}
+	if !found {
+		return shop.User{}, shop.Errorf(shop.ENOTFOUND, "user %d not found", id)
+	}
+	return u, nil
+}
+
+func (db *DB) fetchUsers(ctx context.Context, ids []int64, found func(int64, shop.User)) error {
+	return db.query(ctx, func(r pgx.Rows) error {
+		var u shop.User
+		if err := scanUser(r, &u); err != nil {
+			return err
+		}
+		found(u.ID, u)
+		return nil
+	}, sqlUsersByIDs, ids)
+}
+
+func scanUser(r pgx.Rows, u *shop.User) error {
+	return r.Scan(&u.ID, &u.Username, &u.Email, &u.LastActive)
+}
