@@ -1,0 +1,279 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"storefront/internal/httpapi"
+	"storefront/internal/pgembed"
+	"storefront/internal/postgres"
+	"storefront/internal/seed"
+)
+
+// embeddedDatabase is the database name inside the private PostgreSQL.
+const embeddedDatabase = "storefront"
+
+// Main is the serve program: tests start it exactly as production does,
+// on 127.0.0.1:0 with a temporary data directory.
+type Main struct {
+	cfg    Config
+	logger *slog.Logger
+
+	pg      *pgembed.Server // nil when --dsn points at an external PostgreSQL
+	db      *postgres.DB
+	api     *httpapi.Server
+	ln      net.Listener
+	admin   *http.Server
+	adminLn net.Listener
+	done    chan error
+}
+
+// NewMain returns an unstarted program.
+func NewMain(cfg Config, logger *slog.Logger) *Main {
+	return &Main{cfg: cfg, logger: logger, done: make(chan error, 2)}
+}
+
+// Run opens the database (starting the private one when needed), checks or
+// migrates the schema, then starts the listeners. It returns once the
+// public listener accepts; the pool is ready before that.
+func (m *Main) Run(ctx context.Context) error {
+	db, pg, err := connect(ctx, m.cfg, m.logger)
+	if err != nil {
+		return err
+	}
+	m.db, m.pg = db, pg
+
+	if m.cfg.Migrate || pg != nil {
+		applied, err := postgres.Migrate(ctx, db.Pool())
+		if err != nil {
+			return err
+		}
+		if len(applied) > 0 {
+			m.logger.Info("applied migrations", "versions", applied)
+		}
+	} else if err := postgres.CheckSchema(ctx, db.Pool()); err != nil {
+		return err
+	}
+	if pg != nil {
+		if err := m.seedDemo(ctx); err != nil {
+			return err
+		}
+	}
+
+	reg := prometheus.NewRegistry()
+	metrics := httpapi.NewMetrics()
+	reg.MustRegister(metrics, postgres.NewPoolCollector(db),
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.api = httpapi.New(m.cfg.HTTP, httpapi.Services{Users: db, Products: db, Inventory: db, Health: db}, m.logger, metrics)
+
+	m.ln, err = listen(ctx, m.cfg.Addr, m.cfg.ReusePort)
+	if err != nil {
+		return fmt.Errorf("cannot listen on %s: %w", m.cfg.Addr, err)
+	}
+	if m.cfg.AdminAddr != "" {
+		m.adminLn, err = listen(ctx, m.cfg.AdminAddr, false)
+		if err != nil {
+			return fmt.Errorf("cannot listen on admin address %s: %w", m.cfg.AdminAddr, err)
+		}
+		m.admin = &http.Server{Handler: m.api.AdminHandler(reg), ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := m.admin.Serve(m.adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				m.done <- fmt.Errorf("admin listener: %w", err)
+			}
+		}()
+	}
+	go func() {
+		if err := m.api.Serve(m.ln); err != nil {
+			m.done <- fmt.Errorf("public listener: %w", err)
+		}
+	}()
+	m.logger.Info("storefront listening", "addr", m.ln.Addr().String(), "admin_addr", m.AdminAddr(),
+		"coalesce", m.cfg.DB.Coalesce, "pool_max_conns", m.cfg.DB.MaxConns)
+	return nil
+}
+
+// Addr is the public listener's address (useful with port 0).
+func (m *Main) Addr() string {
+	if m.ln == nil {
+		return ""
+	}
+	return m.ln.Addr().String()
+}
+
+// AdminAddr is the admin listener's address, "" when disabled.
+func (m *Main) AdminAddr() string {
+	if m.adminLn == nil {
+		return ""
+	}
+	return m.adminLn.Addr().String()
+}
+
+// Done reports a listener that failed on its own.
+func (m *Main) Done() <-chan error { return m.done }
+
+// Close drains and stops everything in order: /readyz turns 503, after
+// ShutdownDelay the listener stops accepting, in-flight requests finish
+// (until ctx or the drain timeout ends), the pool closes, the private
+// PostgreSQL stops.
+func (m *Main) Close(ctx context.Context) error {
+	var errs []error
+	if m.api != nil {
+		m.api.StartDraining()
+		if d := m.cfg.ShutdownDelay; d > 0 {
+			select {
+			case <-time.After(d):
+			case <-ctx.Done():
+			}
+		}
+		drainCtx, cancel := context.WithTimeout(ctx, m.cfg.DrainTimeout)
+		if err := m.api.Shutdown(drainCtx); err != nil {
+			errs = append(errs, err)
+		}
+		cancel()
+	}
+	if m.admin != nil {
+		_ = m.admin.Close()
+	}
+	if m.db != nil {
+		m.db.Close()
+	}
+	if m.pg != nil {
+		if err := m.pg.Stop(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stopping private PostgreSQL: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// PrintWelcome tells a new user how to reach what just started.
+func (m *Main) PrintWelcome(w io.Writer) {
+	host, port, _ := net.SplitHostPort(m.Addr())
+	if host == "" || host == "::" || host == "0.0.0.0" {
+		host = "127.0.0.1"
+	}
+	base := "http://" + net.JoinHostPort(host, port)
+	fmt.Fprintf(w, "\nstorefront is ready. Try:\n  curl -i %s/users/1\n  curl -i %s/products/1\n  curl -i '%s/products?ids=1,2,3'\n  curl -i %s/inventory/1\n",
+		base, base, base, base)
+	if m.AdminAddr() != "" {
+		fmt.Fprintf(w, "  curl -s http://%s/metrics | grep storefront_\n", m.AdminAddr())
+	}
+	if m.pg != nil {
+		fmt.Fprintf(w, "Database: psql \"%s\"\n", m.pg.DSN(embeddedDatabase))
+	}
+	fmt.Fprintln(w, "Stop with Ctrl-C.")
+}
+
+// seedDemo loads the demo data set into an empty private database.
+func (m *Main) seedDemo(ctx context.Context) error {
+	var any bool
+	if err := m.db.Pool().QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM users)`).Scan(&any); err != nil {
+		return fmt.Errorf("checking for demo data: %w", err)
+	}
+	if any || (m.cfg.DemoUsers == 0 && m.cfg.DemoProducts == 0) {
+		return nil
+	}
+	m.logger.Info("first start: seeding demo data", "users", m.cfg.DemoUsers, "products", m.cfg.DemoProducts)
+	st, err := seed.Run(ctx, m.db.Pool(), seed.Config{Users: m.cfg.DemoUsers, Products: m.cfg.DemoProducts, Warehouses: 3, Seed: 1})
+	if err != nil {
+		return fmt.Errorf("seeding demo data: %w", err)
+	}
+	m.logger.Info("demo data seeded", "elapsed", st.Elapsed.Round(time.Millisecond))
+	return nil
+}
+
+// connect opens the pool on cfg.DSN, or starts the private PostgreSQL
+// under cfg.DataDir and opens the pool on it.
+func connect(ctx context.Context, cfg Config, logger *slog.Logger) (*postgres.DB, *pgembed.Server, error) {
+	dbCfg := cfg.DB
+	var pg *pgembed.Server
+	if cfg.DSN != "" {
+		dbCfg.DSN = cfg.DSN
+	} else {
+		dir, err := filepath.Abs(cfg.DataDir)
+		if err != nil {
+			return nil, nil, err
+		}
+		pg, err = pgembed.Start(ctx, pgembed.Config{DataDir: dir, Logger: logger})
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := ensureDatabase(ctx, pg, embeddedDatabase); err != nil {
+			_ = pg.Stop(context.Background())
+			return nil, nil, err
+		}
+		dbCfg.DSN = pg.DSN(embeddedDatabase)
+		logger.Info("private PostgreSQL running", "data_dir", dir, "psql", pg.DSN(embeddedDatabase))
+	}
+	db, err := postgres.Open(ctx, dbCfg, logger)
+	if err != nil {
+		if pg != nil {
+			_ = pg.Stop(context.Background())
+		}
+		return nil, nil, err
+	}
+	return db, pg, nil
+}
+
+// openDatabase is connect for one-shot commands: the returned func closes
+// the pool and stops the private PostgreSQL if one was started.
+func openDatabase(ctx context.Context, cfg Config, logger *slog.Logger) (*postgres.DB, func(), error) {
+	cfg.DB.MinConns = 0
+	db, pg, err := connect(ctx, cfg, logger)
+	if err != nil {
+		return nil, nil, err
+	}
+	return db, func() {
+		db.Close()
+		if pg != nil {
+			_ = pg.Stop(context.Background())
+		}
+	}, nil
+}
+
+// ensureDatabase creates name in the private cluster on first start.
+func ensureDatabase(ctx context.Context, pg *pgembed.Server, name string) error {
+	conn, err := pgx.Connect(ctx, pg.DSN("postgres"))
+	if err != nil {
+		return fmt.Errorf("connecting to private PostgreSQL: %w", err)
+	}
+	defer conn.Close(context.Background())
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, name).Scan(&exists); err != nil {
+		return err
+	}
+	if exists {
+		return nil
+	}
+	return pg.CreateDatabase(ctx, name, "")
+}
+
+// listen opens a TCP listener, optionally with SO_REUSEPORT so that during
+// a rolling restart old and new processes share the port.
+func listen(ctx context.Context, addr string, reusePort bool) (net.Listener, error) {
+	lc := net.ListenConfig{}
+	if reusePort {
+		lc.Control = func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			err := c.Control(func(fd uintptr) {
+				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, 0x0F /* SO_REUSEPORT */, 1)
+			})
+			if err != nil {
+				return err
+			}
+			return serr
+		}
+	}
+	return lc.Listen(ctx, "tcp", addr)
+}

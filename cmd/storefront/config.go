@@ -1,0 +1,177 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"storefront/internal/httpapi"
+	"storefront/internal/postgres"
+)
+
+// Config is everything `storefront serve` can be told, from flags and
+// STOREFRONT_* environment variables (flags win).
+type Config struct {
+	Addr          string
+	AdminAddr     string
+	DSN           string
+	DataDir       string
+	Migrate       bool
+	DrainTimeout  time.Duration
+	ShutdownDelay time.Duration
+	ReusePort     bool
+	LogLevel      string
+	LogFormat     string
+	DemoUsers     int
+	DemoProducts  int
+
+	DB   postgres.Config
+	HTTP httpapi.Config
+}
+
+// DefaultConfig returns the defaults documented in the README.
+func DefaultConfig() Config {
+	return Config{
+		Addr:         ":8080",
+		AdminAddr:    "127.0.0.1:9090",
+		DataDir:      "./data",
+		DrainTimeout: 10 * time.Second,
+		LogLevel:     "info",
+		LogFormat:    "text",
+		DemoUsers:    100_000,
+		DemoProducts: 10_000,
+		DB:           postgres.DefaultConfig(),
+		HTTP:         httpapi.DefaultConfig(),
+	}
+}
+
+// Validate reports every problem, one per line.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Addr == "" {
+		errs = append(errs, errors.New("--addr must not be empty"))
+	}
+	if c.DSN == "" && c.DataDir == "" {
+		errs = append(errs, errors.New("--data-dir must not be empty when no --dsn is given"))
+	}
+	if c.DrainTimeout <= 0 {
+		errs = append(errs, errors.New("--drain-timeout must be > 0"))
+	}
+	if c.ShutdownDelay < 0 {
+		errs = append(errs, errors.New("--shutdown-delay must be >= 0"))
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		errs = append(errs, err)
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		errs = append(errs, fmt.Errorf("--log-format must be text or json, not %q", c.LogFormat))
+	}
+	if c.DemoUsers < 0 || c.DemoProducts < 0 {
+		errs = append(errs, errors.New("--demo-users and --demo-products must be >= 0"))
+	}
+	if err := c.DB.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.HTTP.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// bindDatabaseFlags registers the flags every subcommand that talks to
+// PostgreSQL shares.
+func bindDatabaseFlags(fs *flag.FlagSet, c *Config) {
+	fs.StringVar(&c.DSN, "dsn", c.DSN, "PostgreSQL connection string; empty runs a private PostgreSQL under --data-dir")
+	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory for the private PostgreSQL (used when --dsn is empty)")
+	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
+	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json")
+}
+
+// bindServeFlags registers serve's flags on fs, writing into c.
+func bindServeFlags(fs *flag.FlagSet, c *Config) {
+	bindDatabaseFlags(fs, c)
+	fs.StringVar(&c.Addr, "addr", c.Addr, "public API listen address")
+	fs.StringVar(&c.AdminAddr, "admin-addr", c.AdminAddr, "admin listen address (/metrics, /debug/pprof); keep it on loopback; empty disables")
+	fs.BoolVar(&c.Migrate, "migrate", c.Migrate, "apply pending schema migrations at start (always on for the private PostgreSQL)")
+	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "how long in-flight requests may take to finish after SIGTERM")
+	fs.DurationVar(&c.ShutdownDelay, "shutdown-delay", c.ShutdownDelay, "after SIGTERM, keep serving this long with /readyz at 503 before closing the listener (lets load balancers notice)")
+	fs.BoolVar(&c.ReusePort, "reuseport", c.ReusePort, "listen with SO_REUSEPORT so a new process can take over the port during a rolling restart")
+	fs.IntVar(&c.DemoUsers, "demo-users", c.DemoUsers, "users seeded on the first start of the private PostgreSQL")
+	fs.IntVar(&c.DemoProducts, "demo-products", c.DemoProducts, "products seeded on the first start of the private PostgreSQL")
+
+	fs.Func("pool-min-conns", fmt.Sprintf("connections the pool keeps open (default %d)", c.DB.MinConns), int32Setter(&c.DB.MinConns))
+	fs.Func("pool-max-conns", fmt.Sprintf("most connections the pool opens (default %d)", c.DB.MaxConns), int32Setter(&c.DB.MaxConns))
+	fs.DurationVar(&c.DB.AcquireTimeout, "pool-acquire-timeout", c.DB.AcquireTimeout, "longest wait for a pooled connection before answering 503")
+	fs.DurationVar(&c.DB.MaxConnLifetime, "pool-max-conn-lifetime", c.DB.MaxConnLifetime, "connections older than this are replaced")
+	fs.DurationVar(&c.DB.MaxConnLifetimeJitter, "pool-max-conn-lifetime-jitter", c.DB.MaxConnLifetimeJitter, "random extra lifetime so connections are not all replaced at once")
+	fs.DurationVar(&c.DB.StatementTimeout, "statement-timeout", c.DB.StatementTimeout, "PostgreSQL statement_timeout, set once per connection")
+	fs.BoolVar(&c.DB.Coalesce, "coalesce", c.DB.Coalesce, "merge concurrent lookups into one query per round trip")
+	fs.IntVar(&c.DB.MaxBatch, "coalesce-max-batch", c.DB.MaxBatch, "most ids in one coalesced query")
+	fs.IntVar(&c.DB.BatchesInFlight, "coalesce-in-flight", c.DB.BatchesInFlight, "most coalesced queries of one kind running at once")
+
+	fs.DurationVar(&c.HTTP.RequestTimeout, "request-timeout", c.HTTP.RequestTimeout, "deadline for the database work of one request")
+	fs.DurationVar(&c.HTTP.ReadTimeout, "read-timeout", c.HTTP.ReadTimeout, "time allowed to read a whole request; slower clients are cut")
+	fs.DurationVar(&c.HTTP.WriteTimeout, "write-timeout", c.HTTP.WriteTimeout, "time allowed to write a response")
+	fs.DurationVar(&c.HTTP.IdleTimeout, "idle-timeout", c.HTTP.IdleTimeout, "keep-alive connections idle longer are closed")
+	fs.IntVar(&c.HTTP.MaxHeaderBytes, "max-header-bytes", c.HTTP.MaxHeaderBytes, "larger request headers are answered 431")
+	fs.IntVar(&c.HTTP.MaxBodyBytes, "max-body-bytes", c.HTTP.MaxBodyBytes, "larger request bodies are answered 413")
+	fs.IntVar(&c.HTTP.MaxConns, "max-conns", c.HTTP.MaxConns, "most client connections served at once")
+	fs.IntVar(&c.HTTP.AccessLogEvery, "access-log-every", c.HTTP.AccessLogEvery, "log one request in N (0: no access log)")
+	fs.BoolVar(&c.HTTP.StaticRoute, "bench-static-route", c.HTTP.StaticRoute, "serve GET /_bench/static, an in-memory response for benchmarks (never on in production)")
+}
+
+func int32Setter(p *int32) func(string) error {
+	return func(s string) error {
+		var v int32
+		if _, err := fmt.Sscan(s, &v); err != nil {
+			return fmt.Errorf("not an integer: %q", s)
+		}
+		*p = v
+		return nil
+	}
+}
+
+// applyEnv fills every flag not given on the command line from its
+// STOREFRONT_* variable (--pool-max-conns reads STOREFRONT_POOL_MAX_CONNS).
+func applyEnv(fs *flag.FlagSet, lookup func(string) (string, bool)) error {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if given[f.Name] {
+			return
+		}
+		name := envName(f.Name)
+		if v, ok := lookup(name); ok {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: %v", name, v, err))
+			}
+		}
+	})
+	return errors.Join(errs...)
+}
+
+func envName(flagName string) string {
+	return "STOREFRONT_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("--log-level must be debug, info, warn or error, not %q", s)
+	}
+	return l, nil
+}
+
+func newLogger(c Config) *slog.Logger {
+	level, _ := parseLevel(c.LogLevel)
+	opts := &slog.HandlerOptions{Level: level}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}

@@ -1,0 +1,192 @@
+// Package httpapi is storefront's HTTP room: the public fasthttp listener,
+// routing, request ids, id parsing, JSON encoding, and the single mapping
+// from domain errors to HTTP statuses. It also serves the admin listener
+// (metrics, pprof) with net/http.
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"storefront/internal/shop"
+)
+
+// Config tunes the public listener.
+type Config struct {
+	ReadTimeout    time.Duration // whole request (headers and body); cuts slow clients
+	WriteTimeout   time.Duration
+	IdleTimeout    time.Duration // keep-alive connections idle longer are closed
+	RequestTimeout time.Duration // deadline for the lookups behind one request
+	MaxHeaderBytes int           // larger request headers get 431
+	MaxBodyBytes   int           // larger request bodies get 413
+	MaxConns       int           // concurrent connections served; more are refused
+	// StaticRoute enables GET /_bench/static, an in-memory JSON response of
+	// the same size as a user, used to measure the HTTP cost alone.
+	StaticRoute bool
+	// AccessLogEvery logs one request in N at info level; 0 disables the
+	// access log (the default: logging every request costs more than
+	// serving it).
+	AccessLogEvery int
+}
+
+// DefaultConfig returns the defaults documented in the README.
+func DefaultConfig() Config {
+	return Config{
+		ReadTimeout:    5 * time.Second,
+		WriteTimeout:   5 * time.Second,
+		IdleTimeout:    90 * time.Second,
+		RequestTimeout: 2 * time.Second,
+		MaxHeaderBytes: 8 << 10,
+		MaxBodyBytes:   4 << 10,
+		MaxConns:       20000,
+	}
+}
+
+// Validate reports every problem with c.
+func (c Config) Validate() error {
+	var errs []error
+	check := func(ok bool, msg string) {
+		if !ok {
+			errs = append(errs, errors.New(msg))
+		}
+	}
+	check(c.ReadTimeout > 0, "read timeout must be > 0")
+	check(c.WriteTimeout > 0, "write timeout must be > 0")
+	check(c.IdleTimeout > 0, "idle timeout must be > 0")
+	check(c.RequestTimeout > 0, "request timeout must be > 0")
+	check(c.MaxHeaderBytes >= 1024, "max header bytes must be >= 1024")
+	check(c.MaxBodyBytes >= 0, "max body bytes must be >= 0")
+	check(c.MaxConns > 0, "max connections must be > 0")
+	check(c.AccessLogEvery >= 0, "access log sampling must be >= 0")
+	return errors.Join(errs...)
+}
+
+// Services are the domain services the API serves.
+type Services struct {
+	Users     shop.UserService
+	Products  shop.ProductService
+	Inventory shop.InventoryService
+	Health    shop.HealthChecker
+}
+
+// Server is the public API server.
+type Server struct {
+	cfg     Config
+	svc     Services
+	logger  *slog.Logger
+	metrics *Metrics
+	ids     *requestIDs
+	http    *fasthttp.Server
+
+	bufs     bufPool
+	draining atomic.Bool
+	reqSeq   atomic.Uint64
+	static   []byte
+}
+
+// New returns a server; it does not listen yet.
+func New(cfg Config, svc Services, logger *slog.Logger, metrics *Metrics) *Server {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if metrics == nil {
+		metrics = NewMetrics()
+	}
+	s := &Server{cfg: cfg, svc: svc, logger: logger, metrics: metrics, ids: newRequestIDs()}
+	s.static = appendUser(nil, &shop.User{ID: 424242, Username: "static.user42", Email: "static.user42@example.com",
+		LastActive: time.Unix(1795785518, 160000000)})
+	s.http = &fasthttp.Server{
+		Handler:      s.handle,
+		ErrorHandler: s.handleParseError,
+		Name:         "storefront",
+		// ReadBufferSize bounds the request line plus headers.
+		ReadBufferSize:        cfg.MaxHeaderBytes,
+		ReadTimeout:           cfg.ReadTimeout,
+		WriteTimeout:          cfg.WriteTimeout,
+		IdleTimeout:           cfg.IdleTimeout,
+		MaxRequestBodySize:    cfg.MaxBodyBytes,
+		Concurrency:           cfg.MaxConns,
+		NoDefaultServerHeader: true,
+		NoDefaultContentType:  true,
+		CloseOnShutdown:       true,
+		TCPKeepalive:          true,
+		Logger:                fasthttpLogger{logger},
+	}
+	return s
+}
+
+// Serve accepts connections on ln until Shutdown. It returns nil after a
+// clean shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	err := s.http.Serve(ln)
+	if err != nil && s.draining.Load() {
+		return nil
+	}
+	return err
+}
+
+// StartDraining makes /readyz answer 503 so load balancers stop sending new
+// work; requests are still served.
+func (s *Server) StartDraining() { s.draining.Store(true) }
+
+// Shutdown stops accepting, lets in-flight requests finish until ctx ends,
+// then closes every connection.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.StartDraining()
+	if err := s.http.ShutdownWithContext(ctx); err != nil {
+		return fmt.Errorf("drain deadline passed with requests in flight: %w", err)
+	}
+	return nil
+}
+
+// handleParseError answers requests fasthttp could not read, in the same
+// error model as every other failure.
+func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
+	s.setRequestID(ctx)
+	var small *fasthttp.ErrSmallBuffer
+	var netErr net.Error
+	switch {
+	case errors.As(err, &small):
+		s.writeError(ctx, fasthttp.StatusRequestHeaderFieldsTooLarge, "request headers too large")
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		s.writeError(ctx, fasthttp.StatusRequestEntityTooLarge, "request body too large")
+	case errors.As(err, &netErr) && netErr.Timeout():
+		s.writeError(ctx, fasthttp.StatusRequestTimeout, "request not received in time")
+	default:
+		s.writeError(ctx, fasthttp.StatusBadRequest, "malformed HTTP request")
+	}
+	s.metrics.observe(routeUnknown, ctx.Response.StatusCode(), 0)
+}
+
+// bufPool recycles encode buffers.
+type bufPool struct{ p sync.Pool }
+
+type buffer struct{ b []byte }
+
+func (p *bufPool) get() *buffer {
+	if b, ok := p.p.Get().(*buffer); ok {
+		return b
+	}
+	return &buffer{b: make([]byte, 0, 1024)}
+}
+
+func (p *bufPool) put(b *buffer) {
+	if cap(b.b) <= 64<<10 { // do not keep rare huge buffers alive
+		p.p.Put(b)
+	}
+}
+
+// fasthttpLogger routes fasthttp's own messages into slog.
+type fasthttpLogger struct{ l *slog.Logger }
+
+func (f fasthttpLogger) Printf(format string, args ...any) {
+	f.l.Warn(fmt.Sprintf(format, args...), "component", "http")
+}
