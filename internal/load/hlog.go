@@ -1,0 +1,372 @@
+package load
+
+// The interval log (run.hlog) is a standard HdrHistogram log, format
+// version 1.3, as written by HdrHistogram's HistogramLogWriter and read by
+// HistogramLogProcessor, HistogramLogReader (Java) and hdrhistogram-go's
+// log reader:
+//
+//	#[Histogram log format version 1.3]
+//	#[StartTime: 1714557600.000 (seconds since epoch), 2024-05-01T10:00:00.000Z]
+//	#[BaseTime: 1714557600.000 (seconds since epoch)]
+//	# ... explanatory comments ...
+//	#[storefront-loadgen meta {"target":"http://...","model":"open",...}]
+//	"StartTimestamp","Interval_Length","Interval_Max","Interval_Compressed_Histogram"
+//	#[storefront-loadgen interval {"start_ms":...,"end_ms":...,"sent":1000,"statuses":{"200":998},...}]
+//	Tag=corrected,10.000,1.000,12.415,HISTFAAA...
+//	Tag=uncorrected,10.000,1.000,3.211,HISTFAAA...
+//
+// Values are microseconds: HistogramLogProcessor needs
+// "-tag corrected -outputValueUnitRatio 1000" to print milliseconds
+// (without -tag it only reads untagged histograms, and every histogram here
+// is tagged). Timestamps are seconds relative to BaseTime, which equals
+// StartTime (the run's start), with millisecond precision; Interval_Max is
+// in milliseconds.
+//
+// Counts do not fit in a histogram, so each interval is preceded by a
+// comment carrying its status and error counts, late sends, sent and
+// in-flight requests as JSON; the header carries the run's Meta the same
+// way. Standard tools skip comments; ReadHlog uses them, which makes a
+// .hlog file enough to merge runs without their summary.json. A log
+// without these comments (written by another tool) still reads: untagged
+// histograms count as corrected, counts are then unknown (zero).
+//
+// The lines are written here rather than by hdrhistogram-go's
+// HistogramLogWriter: that writer prints StartTime and BaseTime in whole
+// seconds (so relative timestamps read back shifted by the sub-second part)
+// and scales Interval_Max for nanosecond values with no exported way to
+// change it. The histograms themselves use the library's V2 compressed
+// encoding.
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
+)
+
+// Histogram tags in the interval log.
+const (
+	TagCorrected   = "corrected"
+	TagUncorrected = "uncorrected"
+)
+
+const (
+	hlogMetaPrefix     = "#[storefront-loadgen meta "
+	hlogIntervalPrefix = "#[storefront-loadgen interval "
+	hlogLegend         = `"StartTimestamp","Interval_Length","Interval_Max","Interval_Compressed_Histogram"`
+)
+
+// hlogInterval is the JSON of an interval comment.
+type hlogInterval struct {
+	StartMS   int64            `json:"start_ms"` // Unix milliseconds
+	EndMS     int64            `json:"end_ms"`
+	Sent      int64            `json:"sent"`
+	Statuses  map[int]int64    `json:"statuses,omitempty"`
+	Errors    map[string]int64 `json:"errors,omitempty"`
+	LateSends int64            `json:"late_sends,omitempty"`
+	InFlight  int64            `json:"in_flight,omitempty"`
+}
+
+// WriteHlog writes rec as an HdrHistogram interval log: per interval one
+// histogram tagged "corrected" and one tagged "uncorrected", preceded by a
+// comment with the interval's counts. Times are kept to the millisecond.
+func WriteHlog(w io.Writer, rec *Recording) error {
+	if rec == nil {
+		return errors.New("write hlog: no recording")
+	}
+	startMS := hlogStartMS(rec)
+	bw := bufio.NewWriter(w)
+	fmt.Fprintln(bw, "#[Histogram log format version 1.3]")
+	fmt.Fprintf(bw, "#[StartTime: %s (seconds since epoch), %s]\n", msToSeconds(startMS), time.UnixMilli(startMS).UTC().Format("2006-01-02T15:04:05.000Z"))
+	fmt.Fprintf(bw, "#[BaseTime: %s (seconds since epoch)]\n", msToSeconds(startMS))
+	fmt.Fprintln(bw, "# storefront loadgen interval log. Latency values are microseconds; Tag=corrected is measured from")
+	fmt.Fprintln(bw, "# each request's intended send time (coordinated omission corrected), Tag=uncorrected from the actual")
+	fmt.Fprintln(bw, "# send. Read with: HistogramLogProcessor -i run.hlog -tag corrected -outputValueUnitRatio 1000")
+	fmt.Fprintln(bw, "# The storefront-loadgen comment lines carry the run's meta and each interval's counts (JSON).")
+	meta, err := hlogJSON(rec.Meta)
+	if err != nil {
+		return fmt.Errorf("write hlog: %w", err)
+	}
+	fmt.Fprintf(bw, "%s%s]\n", hlogMetaPrefix, meta)
+	fmt.Fprintln(bw, hlogLegend)
+
+	var empty *hdrhistogram.Histogram
+	for i, iv := range rec.Intervals {
+		s, e := iv.Start.UnixMilli(), iv.End.UnixMilli()
+		if e < s {
+			return fmt.Errorf("write hlog: interval %d ends before it starts", i)
+		}
+		counts, err := hlogJSON(hlogInterval{
+			StartMS: s, EndMS: e, Sent: iv.Sent,
+			Statuses: iv.Statuses, Errors: iv.Errors,
+			LateSends: iv.LateSends, InFlight: iv.InFlight,
+		})
+		if err != nil {
+			return fmt.Errorf("write hlog: %w", err)
+		}
+		fmt.Fprintf(bw, "%s%s]\n", hlogIntervalPrefix, counts)
+		for _, th := range []struct {
+			tag string
+			h   *hdrhistogram.Histogram
+		}{{TagCorrected, iv.Corrected}, {TagUncorrected, iv.Uncorrected}} {
+			h := th.h
+			if h == nil {
+				if empty == nil {
+					empty = NewHistogram()
+				}
+				h = empty
+			}
+			payload, err := h.Encode(hdrhistogram.V2CompressedEncodingCookieBase)
+			if err != nil {
+				return fmt.Errorf("write hlog: interval %d: %w", i, err)
+			}
+			fmt.Fprintf(bw, "Tag=%s,%s,%s,%.3f,%s\n", th.tag, msToSeconds(s-startMS), msToSeconds(e-s), usToMS(h.Max()), payload)
+		}
+	}
+	return bw.Flush()
+}
+
+// hlogStartMS is the log's StartTime and BaseTime: the run's start, or the
+// first interval's if that is earlier (relative timestamps cannot be
+// negative).
+func hlogStartMS(rec *Recording) int64 {
+	var start int64
+	have := false
+	if !rec.Meta.Started.IsZero() {
+		start, have = rec.Meta.Started.UnixMilli(), true
+	}
+	for _, iv := range rec.Intervals {
+		if s := iv.Start.UnixMilli(); !have || s < start {
+			start, have = s, true
+		}
+	}
+	return start
+}
+
+// msToSeconds formats milliseconds as seconds with three decimals, exactly.
+func msToSeconds(ms int64) string {
+	sign := ""
+	if ms < 0 {
+		sign, ms = "-", -ms
+	}
+	return fmt.Sprintf("%s%d.%03d", sign, ms/1000, ms%1000)
+}
+
+// hlogJSON marshals v for a comment line. '#' only occurs inside JSON
+// strings, so escaping it keeps a value from posing as a "#[StartTime:"
+// header to readers that search lines for it.
+func hlogJSON(v any) (string, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return "", err
+	}
+	return strings.ReplaceAll(string(b), "#", `\u0023`), nil
+}
+
+// ReadHlog reads an interval log written by WriteHlog (or any HdrHistogram
+// log of microsecond values). Histograms tagged "corrected" or untagged
+// become Corrected, "uncorrected" become Uncorrected, other tags are
+// skipped; histograms of another geometry are converted to NewHistogram's,
+// and values outside its range are an error rather than silently dropped.
+func ReadHlog(r io.Reader) (*Recording, error) {
+	const yearMS = 365 * 24 * 3600 * 1000
+	var (
+		startMS, baseMS     int64
+		haveStart, haveBase bool
+		startInHeader       bool
+		meta                *Meta
+		intervals           = make(map[int64]*Interval)
+		counted             = make(map[int64]bool)
+	)
+	interval := func(startMS int64) *Interval {
+		iv := intervals[startMS]
+		if iv == nil {
+			iv = &Interval{Start: time.UnixMilli(startMS).UTC(), Statuses: map[int]int64{}, Errors: map[string]int64{}}
+			intervals[startMS] = iv
+		}
+		return iv
+	}
+
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64*1024), 64<<20)
+	lineNo := 0
+	for sc.Scan() {
+		lineNo++
+		line := strings.TrimRight(sc.Text(), "\r")
+		fail := func(format string, args ...any) error {
+			return fmt.Errorf("hlog line %d: %s", lineNo, fmt.Sprintf(format, args...))
+		}
+		switch {
+		case line == "", strings.HasPrefix(line, `"StartTimestamp"`):
+			continue
+		case strings.HasPrefix(line, "#[StartTime: "):
+			ms, err := parseSecondsMS(hlogFirstField(strings.TrimPrefix(line, "#[StartTime: ")))
+			if err != nil {
+				return nil, fail("StartTime: %v", err)
+			}
+			startMS, haveStart, startInHeader = ms, true, true
+		case strings.HasPrefix(line, "#[BaseTime: "):
+			ms, err := parseSecondsMS(hlogFirstField(strings.TrimPrefix(line, "#[BaseTime: ")))
+			if err != nil {
+				return nil, fail("BaseTime: %v", err)
+			}
+			baseMS, haveBase = ms, true
+		case strings.HasPrefix(line, hlogMetaPrefix):
+			if meta != nil {
+				return nil, fail("a second run meta line: is this several logs concatenated? merge them with loadgen merge instead")
+			}
+			meta = new(Meta)
+			if err := json.Unmarshal([]byte(hlogCommentJSON(line, hlogMetaPrefix)), meta); err != nil {
+				return nil, fail("run meta: %v", err)
+			}
+		case strings.HasPrefix(line, hlogIntervalPrefix):
+			var c hlogInterval
+			if err := json.Unmarshal([]byte(hlogCommentJSON(line, hlogIntervalPrefix)), &c); err != nil {
+				return nil, fail("interval counts: %v", err)
+			}
+			if counted[c.StartMS] {
+				return nil, fail("a second set of counts for the interval starting at %s", msToSeconds(c.StartMS))
+			}
+			counted[c.StartMS] = true
+			iv := interval(c.StartMS)
+			iv.End = time.UnixMilli(c.EndMS).UTC()
+			iv.Sent, iv.LateSends, iv.InFlight = c.Sent, c.LateSends, c.InFlight
+			for code, n := range c.Statuses {
+				iv.Statuses[code] += n
+			}
+			for kind, n := range c.Errors {
+				iv.Errors[kind] += n
+			}
+		case strings.HasPrefix(line, "#"):
+			continue
+		default:
+			tag := ""
+			if rest, ok := strings.CutPrefix(line, "Tag="); ok {
+				var found bool
+				tag, line, found = strings.Cut(rest, ",")
+				if !found {
+					return nil, fail("tag without an interval")
+				}
+			}
+			fields := strings.SplitN(line, ",", 4)
+			if len(fields) != 4 {
+				return nil, fail("want StartTimestamp,Interval_Length,Interval_Max,Interval_Compressed_Histogram")
+			}
+			ts, err := parseSecondsMS(fields[0])
+			if err != nil {
+				return nil, fail("StartTimestamp: %v", err)
+			}
+			length, err := parseSecondsMS(fields[1])
+			if err != nil {
+				return nil, fail("Interval_Length: %v", err)
+			}
+			// As HdrHistogram's readers do: without a StartTime the first
+			// timestamp is the start; without a BaseTime, timestamps more
+			// than a year before the start are relative to it.
+			if !haveStart {
+				startMS, haveStart = ts, true
+			}
+			if !haveBase {
+				if ts < startMS-yearMS {
+					baseMS = startMS
+				}
+				haveBase = true
+			}
+			var slot **hdrhistogram.Histogram
+			iv := interval(baseMS + ts)
+			switch tag {
+			case "", TagCorrected:
+				slot = &iv.Corrected
+			case TagUncorrected:
+				slot = &iv.Uncorrected
+			default:
+				continue
+			}
+			if *slot != nil {
+				return nil, fail("a second %q histogram for the interval starting at %s", tag, fields[0])
+			}
+			h, err := hdrhistogram.Decode([]byte(fields[3]))
+			if err != nil {
+				return nil, fail("histogram: %v", err)
+			}
+			if h, err = withPackageGeometry(h); err != nil {
+				return nil, fail("%v", err)
+			}
+			*slot = h
+			if iv.End.IsZero() {
+				iv.End = iv.Start.Add(time.Duration(length) * time.Millisecond)
+			}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("hlog line %d: %w", lineNo+1, err)
+	}
+
+	rec := &Recording{}
+	keys := make([]int64, 0, len(intervals))
+	for k := range intervals {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		iv := intervals[k]
+		if iv.Corrected == nil {
+			iv.Corrected = NewHistogram()
+		}
+		if iv.Uncorrected == nil {
+			iv.Uncorrected = NewHistogram()
+		}
+		rec.Intervals = append(rec.Intervals, *iv)
+	}
+	switch {
+	case meta != nil:
+		rec.Meta = *meta
+	case startInHeader:
+		rec.Meta.Started = time.UnixMilli(startMS).UTC()
+	case len(rec.Intervals) > 0:
+		rec.Meta.Started = rec.Intervals[0].Start
+	}
+	return rec, nil
+}
+
+func hlogFirstField(s string) string {
+	if i := strings.IndexAny(s, " ,]"); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+// hlogCommentJSON returns the JSON between prefix and the closing bracket.
+func hlogCommentJSON(line, prefix string) string {
+	return strings.TrimSuffix(strings.TrimPrefix(line, prefix), "]")
+}
+
+// parseSecondsMS parses a decimal number of seconds into milliseconds.
+func parseSecondsMS(s string) (int64, error) {
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || f < 0 || math.IsInf(f, 0) || math.IsNaN(f) {
+		return 0, fmt.Errorf("bad number of seconds %q", s)
+	}
+	return int64(math.Round(f * 1000)), nil
+}
+
+// withPackageGeometry returns h, or a copy with NewHistogram's bounds and
+// precision if h has others.
+func withPackageGeometry(h *hdrhistogram.Histogram) (*hdrhistogram.Histogram, error) {
+	if h.LowestTrackableValue() == HistMinUS && h.HighestTrackableValue() == HistMaxUS && h.SignificantFigures() == HistSigFig {
+		return h, nil
+	}
+	n := NewHistogram()
+	if dropped := n.Merge(h); dropped > 0 {
+		return nil, fmt.Errorf("%d values outside %dµs..%dµs (values must be microseconds)", dropped, HistMinUS, HistMaxUS)
+	}
+	return n, nil
+}
