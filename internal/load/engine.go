@@ -1,0 +1,411 @@
+package load
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/url"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// engine runs one configured run. Times are offsets from base, read from
+// the monotonic clock.
+type engine struct {
+	cfg    Config
+	target *url.URL
+	reqs   *requestSet
+	dialer *dialer
+	pacer  Pacer         // nil in the closed model
+	warmup time.Duration // offset where the measured part starts
+	end    time.Duration // offset where the schedule ends
+	base   time.Time
+	rec    *recorder
+
+	tickets chan ticket   // open model: pacer -> workers
+	stop    atomic.Bool   // closed model: stop sending
+	giveUp  chan struct{} // open model: stop dispatching overdue requests
+	unsent  atomic.Int64  // measured requests that were due but never left
+}
+
+// ticket is one scheduled request of the open model.
+type ticket struct {
+	n  int64
+	at time.Duration // intended send time
+}
+
+// worker is one connection and the goroutine that owns it.
+type worker struct {
+	id   int
+	conn *httpConn
+	gen  *generator
+	buf  []byte
+	seq  uint64 // closed model: requests sent by this worker
+}
+
+func newEngine(cfg Config) (*engine, error) {
+	u, err := parseTarget(cfg.Target)
+	if err != nil {
+		return nil, err
+	}
+	var extra []header
+	for _, h := range cfg.Headers {
+		name, value, err := ParseHeader(h)
+		if err != nil {
+			return nil, err
+		}
+		extra = append(extra, header{name, value})
+	}
+	reqs, err := compileRequests(u, cfg.Scenario, extra)
+	if err != nil {
+		return nil, err
+	}
+	d, err := newDialer(u)
+	if err != nil {
+		return nil, err
+	}
+	e := &engine{cfg: cfg, target: u, reqs: reqs, dialer: d, warmup: cfg.Warmup, giveUp: make(chan struct{})}
+	switch {
+	case len(cfg.Stages) > 0:
+		main := StagedPacer{Stages: cfg.Stages}
+		e.pacer = newWithWarmup(ConstantPacer{Freq: cfg.Stages[0].Target, Length: cfg.Warmup}, main)
+	case cfg.Rate > 0:
+		main := ConstantPacer{Freq: cfg.Rate, Length: cfg.Duration}
+		e.pacer = newWithWarmup(ConstantPacer{Freq: cfg.Rate, Length: cfg.Warmup}, main)
+	}
+	if e.pacer != nil {
+		e.end = e.pacer.Duration()
+	} else {
+		e.end = cfg.Warmup + cfg.Duration
+	}
+	e.rec = newRecorder(cfg.Connections)
+	return e, nil
+}
+
+func (e *engine) now() time.Duration { return time.Since(e.base) }
+
+func (e *engine) meta() Meta {
+	m := Meta{
+		Target:      e.cfg.Target,
+		Model:       "closed",
+		TargetRate:  e.cfg.Rate,
+		Stages:      e.cfg.StagesSpec,
+		Connections: e.cfg.Connections,
+		Duration:    e.end - e.warmup,
+		Warmup:      e.warmup,
+		Host:        e.cfg.Host,
+		Started:     e.base.Add(e.warmup),
+	}
+	if e.pacer != nil {
+		m.Model = "open"
+	}
+	if e.cfg.Scenario != nil {
+		m.Scenario = e.cfg.Scenario.Name
+	}
+	return m
+}
+
+// run drives the workers and collects intervals until the schedule is done
+// (or ctx is cancelled) and every request in flight has completed.
+func (e *engine) run(ctx context.Context) *Recording {
+	e.base = time.Now()
+	e.tickets = make(chan ticket)
+	var wg sync.WaitGroup
+	for i := range e.cfg.Connections {
+		w := &worker{id: i, gen: newGenerator(uint64(e.base.UnixNano()) + uint64(i)*0x9E3779B97F4A7C15)}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() {
+				if w.conn != nil {
+					w.conn.close()
+				}
+			}()
+			if e.pacer != nil {
+				e.openWorker(w)
+			} else {
+				e.closedWorker(w)
+			}
+		}()
+	}
+	stopTimers := e.startStopping(ctx)
+	defer stopTimers()
+	if e.pacer != nil {
+		go e.pace(ctx)
+	}
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	return e.collect(done)
+}
+
+// startStopping arranges for sending to stop at the end of the schedule or
+// when ctx is cancelled. In the open model, overdue requests may still be
+// dispatched for one timeout after the end, then are counted as unsent.
+func (e *engine) startStopping(ctx context.Context) (cancel func()) {
+	var once sync.Once
+	giveUp := func() { once.Do(func() { close(e.giveUp) }) }
+	var end, grace *time.Timer
+	if e.pacer == nil {
+		end = time.AfterFunc(time.Until(e.base.Add(e.end)), func() { e.stop.Store(true) })
+	} else {
+		grace = time.AfterFunc(time.Until(e.base.Add(e.end+e.cfg.Timeout)), giveUp)
+	}
+	stop := context.AfterFunc(ctx, func() {
+		e.stop.Store(true)
+		giveUp()
+	})
+	return func() {
+		stop()
+		if end != nil {
+			end.Stop()
+		}
+		if grace != nil {
+			grace.Stop()
+		}
+	}
+}
+
+// pace dispatches the open model's requests at their intended times: a
+// Go timer for gaps over 2 ms, then a nanosleep, then a yielding spin for
+// the last 50 µs, so that requests leave one by one on schedule rather than
+// in bursts per timer tick. When every worker is busy the send blocks; the
+// request leaves as soon as a worker is free, and counts as late.
+func (e *engine) pace(ctx context.Context) {
+	defer close(e.tickets)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for n := int64(0); ; n++ {
+		at, ok := e.pacer.Offset(n)
+		if !ok {
+			return
+		}
+		if !e.waitUntil(ctx, at, timer) {
+			e.countUnsent(n, e.now())
+			return
+		}
+		select {
+		case e.tickets <- ticket{n: n, at: at}:
+		case <-e.giveUp:
+			cutoff := e.now()
+			if ctx.Err() == nil {
+				cutoff = e.end // the schedule ran out: everything was due
+			}
+			e.countUnsent(n, cutoff)
+			return
+		}
+	}
+}
+
+// countUnsent counts the measured requests from n on that were due before
+// cutoff: they could not leave because no connection came free.
+func (e *engine) countUnsent(n int64, cutoff time.Duration) {
+	first := max(n, e.countBefore(e.warmup))
+	if last := e.countBefore(cutoff); last > first {
+		e.unsent.Add(last - first)
+	}
+}
+
+// countBefore returns the number of scheduled requests intended before d.
+func (e *engine) countBefore(d time.Duration) int64 {
+	before := func(n int64) bool {
+		at, ok := e.pacer.Offset(n)
+		return ok && at < d
+	}
+	hi := int64(1)
+	for before(hi) {
+		hi *= 2
+	}
+	lo := int64(0)
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		if before(mid) {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	return lo
+}
+
+// waitUntil returns when offset at is reached, or false if the run was
+// stopped first.
+func (e *engine) waitUntil(ctx context.Context, at time.Duration, timer *time.Timer) bool {
+	for {
+		rem := at - e.now()
+		switch {
+		case rem <= 0:
+			return true
+		case rem > 2*time.Millisecond:
+			timer.Reset(rem - time.Millisecond)
+			select {
+			case <-timer.C:
+			case <-ctx.Done():
+				return false
+			}
+		case rem > 50*time.Microsecond:
+			shortSleep(rem - 30*time.Microsecond)
+		default:
+			runtime.Gosched()
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+	}
+}
+
+func (e *engine) openWorker(w *worker) {
+	for t := range e.tickets {
+		e.exchange(w, uint64(t.n), t.at, true)
+	}
+}
+
+func (e *engine) closedWorker(w *worker) {
+	n := uint64(e.cfg.Connections)
+	for !e.stop.Load() {
+		// {seq} is unique without a shared counter: worker i sends i, i+n, i+2n...
+		if !e.exchange(w, w.seq*n+uint64(w.id), -1, false) {
+			// Could not connect: back off briefly rather than spin on a
+			// refused port, counting millions of errors a second.
+			time.Sleep(10 * time.Millisecond)
+		}
+		w.seq++
+	}
+}
+
+// exchange sends one request and records its outcome. intended is the
+// request's intended send time in the open model, -1 in the closed model,
+// where it is the actual send. It returns false if no connection could be
+// made.
+func (e *engine) exchange(w *worker, seq uint64, intended time.Duration, open bool) bool {
+	tmpl := e.reqs.pick(w.gen.rng)
+	w.gen.seq = seq
+	w.buf = tmpl.build(w.buf[:0], w.gen)
+
+	c := &e.rec.counters[w.id]
+	sent := e.now()
+	if intended < 0 {
+		intended = sent
+	}
+	part := measured
+	if intended < e.warmup {
+		part = warm
+	}
+	c.busy.Store(true)
+	c.sent[part].Add(1)
+	if open && sent-intended > LateThreshold {
+		c.late[part].Add(1)
+	}
+	status, dialed, err := e.roundTrip(w, tmpl, e.base.Add(sent+e.cfg.Timeout))
+	done := e.now()
+	c.busy.Store(false)
+
+	o := outcome{part: part, status: status, corrected: done - intended, uncorrected: done - sent}
+	if err != nil {
+		o.status = 0
+		o.err = classify(err)
+		o.timedOut = o.err == kindTimeout
+	}
+	e.rec.record(w.id, o)
+	return dialed
+}
+
+// roundTrip performs one request on w's connection, dialing when needed. A
+// reused connection that the server had already closed (an idle keep-alive
+// timeout) is dialed again once, as browsers and HTTP libraries do.
+func (e *engine) roundTrip(w *worker, tmpl *requestTemplate, deadline time.Time) (status int, dialed bool, err error) {
+	for attempt := 0; ; attempt++ {
+		fresh := w.conn == nil
+		if fresh {
+			w.conn, err = e.dialer.dial(context.Background(), deadline)
+			if err != nil {
+				w.conn = nil
+				return 0, false, err
+			}
+		}
+		var reuse bool
+		status, reuse, err = w.conn.roundTrip(w.buf, tmpl.headOnly, deadline)
+		if err != nil || !reuse {
+			w.conn.close()
+			w.conn = nil
+		}
+		if err == nil || fresh || attempt > 0 || !staleConn(err) {
+			return status, true, err
+		}
+	}
+}
+
+// staleConn reports an error that a server's close of an idle keep-alive
+// connection produces on the next request.
+func staleConn(err error) bool {
+	var se *staleError
+	return errors.As(err, &se) || errors.Is(err, syscall.EPIPE)
+}
+
+// collect rotates intervals at every IntervalLength (and at the end of the
+// warm-up) until done is closed, then closes the last interval.
+func (e *engine) collect(done <-chan struct{}) *Recording {
+	rec := &Recording{Meta: e.meta()}
+	col := newCollector(e.rec)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	total := e.end
+	var prev time.Duration
+	for {
+		next := prev + IntervalLength
+		part := measured
+		if prev < e.warmup {
+			next = min(next, e.warmup)
+			part = warm
+		}
+		final := false
+		if next >= e.end && part == measured {
+			<-done // the last interval runs until the last response
+			final = true
+		} else {
+			timer.Reset(time.Until(e.base.Add(next)))
+			select {
+			case <-timer.C:
+			case <-done:
+				final = true
+			}
+		}
+		if final {
+			next = e.now()
+			col.unsent = e.unsent.Load()
+		}
+		iv := col.rotate(e.base.Add(prev), e.base.Add(next), part)
+		if part == measured {
+			rec.Intervals = append(rec.Intervals, iv)
+		}
+		if e.cfg.Progress != nil {
+			e.cfg.Progress(Progress{Interval: iv, Warmup: part == warm, Elapsed: next, Total: total})
+		}
+		if final {
+			return rec
+		}
+		prev = next
+	}
+}
+
+// staleError marks a connection found closed before any byte of the
+// response arrived.
+type staleError struct{ err error }
+
+func (e *staleError) Error() string { return e.err.Error() }
+func (e *staleError) Unwrap() error { return e.err }
+
+// markStale wraps errors of the first read of a response that mean the
+// server had closed the connection.
+func markStale(err error) error {
+	if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, os.ErrClosed) {
+		return &staleError{err}
+	}
+	return err
+}

@@ -1,0 +1,228 @@
+package load
+
+import (
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
+)
+
+// The recorder turns completed requests into Intervals. Workers record into
+// a few shards (a mutex, two HDR histograms and counters each; never a list
+// of samples); once per interval the collector swaps every shard's live
+// slots for empty ones and merges what was taken. Memory is therefore a
+// fixed number of histograms, whatever the rate or the length of the run,
+// plus the finished intervals, which are stored compactly (see compact).
+
+// slot collects one interval's responses for one shard, for either the
+// measured part of the run or the warm-up.
+type slot struct {
+	corrected   *hdrhistogram.Histogram
+	uncorrected *hdrhistogram.Histogram
+	statuses    [600]int64
+	errors      [numErrorKinds]int64
+}
+
+func newSlot() *slot {
+	return &slot{corrected: NewHistogram(), uncorrected: NewHistogram()}
+}
+
+// mergeInto adds s to dst and empties s.
+func (s *slot) mergeInto(dst *slot) {
+	if s.corrected.TotalCount() > 0 {
+		dst.corrected.Merge(s.corrected)
+		s.corrected.Reset()
+	}
+	if s.uncorrected.TotalCount() > 0 {
+		dst.uncorrected.Merge(s.uncorrected)
+		s.uncorrected.Reset()
+	}
+	for i, n := range s.statuses {
+		if n != 0 {
+			dst.statuses[i] += n
+			s.statuses[i] = 0
+		}
+	}
+	for i, n := range s.errors {
+		dst.errors[i] += n
+		s.errors[i] = 0
+	}
+}
+
+const (
+	measured = 0
+	warm     = 1
+)
+
+type shard struct {
+	mu    sync.Mutex
+	live  [2]*slot // indexed by measured / warm
+	spare [2]*slot
+	_     [64]byte // keep shards' locks on separate cache lines
+}
+
+// workerCounters are written by one worker and read by the collector.
+type workerCounters struct {
+	sent [2]atomic.Int64 // by measured / warm
+	late [2]atomic.Int64
+	busy atomic.Bool
+	_    [64]byte
+}
+
+// recorder is shared by the workers and the collector of one run.
+type recorder struct {
+	shards   []shard
+	counters []workerCounters
+}
+
+func newRecorder(workers int) *recorder {
+	n := min(workers, 2*runtime.GOMAXPROCS(0))
+	r := &recorder{shards: make([]shard, max(n, 1)), counters: make([]workerCounters, workers)}
+	for i := range r.shards {
+		for k := range 2 {
+			r.shards[i].live[k] = newSlot()
+			r.shards[i].spare[k] = newSlot()
+		}
+	}
+	return r
+}
+
+// outcome is what one request came to.
+type outcome struct {
+	part        int // measured or warm
+	status      int // 0 when the request failed
+	err         errorKind
+	corrected   time.Duration
+	uncorrected time.Duration
+	timedOut    bool
+}
+
+// record adds the outcome of a request of worker w. Latencies are recorded
+// for responses and for timeouts (a timed-out user waited at least that
+// long); other failures are only counted, since their instant failure would
+// make the percentiles look better than the service is.
+func (r *recorder) record(w int, o outcome) {
+	sh := &r.shards[w%len(r.shards)]
+	sh.mu.Lock()
+	s := sh.live[o.part]
+	if o.status > 0 || o.timedOut {
+		s.corrected.RecordValue(clampUS(o.corrected))
+		s.uncorrected.RecordValue(clampUS(o.uncorrected))
+	}
+	if o.status > 0 {
+		if o.status < len(s.statuses) {
+			s.statuses[o.status]++
+		} else {
+			s.statuses[0]++
+		}
+	} else {
+		s.errors[o.err]++
+	}
+	sh.mu.Unlock()
+}
+
+// clampUS converts d to whole microseconds within the histogram's range.
+func clampUS(d time.Duration) int64 {
+	us := int64(d / time.Microsecond)
+	if us < HistMinUS {
+		return HistMinUS
+	}
+	if us > HistMaxUS {
+		return HistMaxUS
+	}
+	return us
+}
+
+// collector builds intervals from the recorder.
+type collector struct {
+	rec      *recorder
+	acc      [2]*slot // scratch accumulators, by measured / warm
+	prevSent [2]int64 // counter totals at the last rotation
+	prevLate [2]int64
+	unsent   int64 // added to the next measured interval as Errors[unsent]
+}
+
+func newCollector(rec *recorder) *collector {
+	return &collector{rec: rec, acc: [2]*slot{newSlot(), newSlot()}}
+}
+
+// rotate closes the interval [start, end) of the given part and returns it.
+// Histograms of a measured interval are compact copies owned by the caller;
+// those of a warm-up interval are scratch, valid until the next rotate.
+func (c *collector) rotate(start, end time.Time, part int) Interval {
+	for i := range c.rec.shards {
+		sh := &c.rec.shards[i]
+		sh.mu.Lock()
+		sh.live, sh.spare = sh.spare, sh.live
+		sh.mu.Unlock()
+		for k := range 2 {
+			sh.spare[k].mergeInto(c.acc[k])
+		}
+	}
+	var sent, late [2]int64
+	var inflight int64
+	for i := range c.rec.counters {
+		w := &c.rec.counters[i]
+		for k := range 2 {
+			sent[k] += w.sent[k].Load()
+			late[k] += w.late[k].Load()
+		}
+		if w.busy.Load() {
+			inflight++
+		}
+	}
+	iv := Interval{
+		Start:     start,
+		End:       end,
+		Statuses:  map[int]int64{},
+		Errors:    map[string]int64{},
+		LateSends: late[part] - c.prevLate[part],
+		Sent:      sent[part] - c.prevSent[part],
+		InFlight:  inflight,
+	}
+	c.prevSent, c.prevLate = sent, late
+	a := c.acc[part]
+	for code, n := range a.statuses {
+		if n != 0 {
+			iv.Statuses[code] = n
+		}
+	}
+	for k, n := range a.errors {
+		if n != 0 {
+			iv.Errors[errorKind(k).String()] = n
+		}
+	}
+	if part == measured && c.unsent > 0 {
+		iv.Errors[ErrUnsent] += c.unsent
+		c.unsent = 0
+	}
+	if part == measured {
+		iv.Corrected, iv.Uncorrected = compact(a.corrected), compact(a.uncorrected)
+	} else {
+		iv.Corrected, iv.Uncorrected = a.corrected.Clone(), a.uncorrected.Clone()
+	}
+	// The other part's accumulator is dropped: warm-up responses that come
+	// back after the warm-up are not measured, and no measured response
+	// can complete during the warm-up.
+	for k := range 2 {
+		c.acc[k].corrected.Reset()
+		c.acc[k].uncorrected.Reset()
+		c.acc[k].statuses = [600]int64{}
+		c.acc[k].errors = [numErrorKinds]int64{}
+	}
+	return iv
+}
+
+// compact copies h into a histogram whose highest trackable value is just
+// above h's maximum. The copy has the same precision and equivalent value
+// ranges as NewHistogram, so merging it into a NewHistogram is lossless; it
+// costs 16 KB when every value is below 2 ms instead of 136 KB for the full
+// 1 µs..60 s range, which keeps a long run's intervals small.
+func compact(h *hdrhistogram.Histogram) *hdrhistogram.Histogram {
+	high := max(h.Max(), 2*HistMinUS)
+	c := hdrhistogram.New(HistMinUS, high, HistSigFig)
+	c.Merge(h)
+	return c
+}

@@ -1,0 +1,187 @@
+package load
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+)
+
+// LateThreshold is how far behind its intended time a request may leave and
+// still count as on time. Below it is the generator's own timer and
+// scheduler noise (tens to hundreds of microseconds on a busy machine);
+// beyond it the request was held back because no connection was free, and
+// it is counted in Interval.LateSends. Corrected latency includes the delay
+// either way.
+const LateThreshold = time.Millisecond
+
+// IntervalLength is the length of a reporting interval.
+const IntervalLength = time.Second
+
+// Defaults used by Config.SetDefaults.
+const (
+	DefaultDuration    = 30 * time.Second
+	DefaultTimeout     = 2 * time.Second
+	DefaultConnections = 64
+	MaxConnections     = 100_000
+)
+
+// Config describes one run. The zero value plus a Target is a closed-model
+// run with the defaults.
+type Config struct {
+	// Target is the URL requested; scenario paths are appended to its path.
+	Target string
+	// Rate is the constant arrival rate of the open model, in requests/s.
+	Rate float64
+	// Stages, when set, make an open-model run whose rate ramps linearly
+	// from 0 through each stage's target. Duration is then the stages' sum.
+	Stages []Stage
+	// StagesSpec is Stages as the user wrote them, for the record.
+	StagesSpec string
+	// Duration of the measured part of the run.
+	Duration time.Duration
+	// Warmup runs before the measured part and is not recorded. The open
+	// model sends at Rate (or at the first stage's target) during it.
+	Warmup time.Duration
+	// Timeout bounds each request, from its actual send to its last byte.
+	Timeout time.Duration
+	// Connections is the number of connections: the cap on requests in
+	// flight in the open model, the concurrency of the closed model.
+	Connections int
+	// Headers are sent with every request, as "Name: value"; a value may
+	// hold {uuid} or {seq}.
+	Headers []string
+	// Scenario is the request mix; nil means GET Target.
+	Scenario *Scenario
+	// Host labels the generator in the recording (for merged runs).
+	Host string
+	// StartAt delays the start until then (for distributed runs).
+	StartAt time.Time
+	// Progress, if set, is called after every interval (warm-up included)
+	// from a single goroutine. The Interval's histograms must not be kept.
+	Progress func(Progress)
+}
+
+// Progress is what Config.Progress receives once per interval.
+type Progress struct {
+	Interval Interval
+	Warmup   bool
+	Elapsed  time.Duration // since the start of the run, warm-up included
+	Total    time.Duration // planned length, warm-up included
+}
+
+// Open reports whether c describes an open-model run.
+func (c *Config) Open() bool { return c.Rate > 0 || len(c.Stages) > 0 }
+
+// SetDefaults fills unset fields with the defaults.
+func (c *Config) SetDefaults() {
+	if c.Duration == 0 && len(c.Stages) == 0 {
+		c.Duration = DefaultDuration
+	}
+	if c.Timeout == 0 {
+		c.Timeout = DefaultTimeout
+	}
+	if c.Connections == 0 {
+		c.Connections = DefaultConnections
+	}
+}
+
+// Validate reports the first problem with c as one line.
+func (c *Config) Validate() error {
+	if _, err := parseTarget(c.Target); err != nil {
+		return err
+	}
+	switch {
+	case c.Rate < 0 || c.Rate > MaxRate || c.Rate != c.Rate:
+		return fmt.Errorf("rate %v: want 0 < rate <= %d requests/s", c.Rate, MaxRate)
+	case c.Rate > 0 && len(c.Stages) > 0:
+		return errors.New("give either a rate or stages, not both")
+	case len(c.Stages) == 0 && c.Duration <= 0:
+		return fmt.Errorf("duration %v: want a positive duration", c.Duration)
+	case c.Warmup < 0:
+		return fmt.Errorf("warmup %v: want zero or a positive duration", c.Warmup)
+	case c.Timeout <= 0:
+		return fmt.Errorf("timeout %v: want a positive duration", c.Timeout)
+	case c.Connections < 1 || c.Connections > MaxConnections:
+		return fmt.Errorf("connections %d: want 1..%d", c.Connections, MaxConnections)
+	}
+	for _, s := range c.Stages {
+		if s.Length <= 0 || s.Target < 0 || s.Target > MaxRate {
+			return fmt.Errorf("stage %v:%v: want a positive length and 0 <= rate <= %d", s.Length, s.Target, MaxRate)
+		}
+	}
+	for _, h := range c.Headers {
+		if _, _, err := ParseHeader(h); err != nil {
+			return err
+		}
+	}
+	if c.Scenario != nil {
+		if err := c.Scenario.Validate(); err != nil {
+			return fmt.Errorf("scenario: %w", err)
+		}
+	}
+	return nil
+}
+
+func parseTarget(target string) (*url.URL, error) {
+	if target == "" {
+		return nil, errors.New("no target: give --target http://host:port/path")
+	}
+	u, err := url.Parse(target)
+	if err != nil {
+		return nil, fmt.Errorf("target %q: %v", target, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, fmt.Errorf("target %q: want an http:// or https:// URL", target)
+	}
+	if u.Hostname() == "" {
+		return nil, fmt.Errorf("target %q: no host", target)
+	}
+	return u, nil
+}
+
+// CheckTarget connects once to the target, so that a run against a wrong
+// address fails before it starts rather than as a recording of errors.
+func CheckTarget(ctx context.Context, target string, timeout time.Duration) error {
+	u, err := parseTarget(target)
+	if err != nil {
+		return err
+	}
+	d, err := newDialer(u)
+	if err != nil {
+		return err
+	}
+	c, err := d.dial(ctx, time.Now().Add(timeout))
+	if err != nil {
+		return fmt.Errorf("target %s unreachable: %s (%s)", d.addr, ClassifyError(err), err)
+	}
+	c.close()
+	return nil
+}
+
+// Run performs a run and returns its recording, warm-up excluded. When ctx
+// is cancelled the run stops early: requests in flight are given up to the
+// timeout to complete, and the recording up to that point is returned with
+// ctx's error.
+func Run(ctx context.Context, cfg Config) (*Recording, error) {
+	cfg.SetDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	e, err := newEngine(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if !cfg.StartAt.IsZero() {
+		t := time.NewTimer(time.Until(cfg.StartAt))
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		}
+	}
+	rec := e.run(ctx)
+	return rec, ctx.Err()
+}
