@@ -1,0 +1,332 @@
+package pgembed
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// These tests run real clusters: two initdb runs and a dozen starts, about
+// ten seconds in all. They need the PostgreSQL server binaries installed.
+
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+// tempDataDir returns a data directory the server's OS user can reach.
+func tempDataDir(t *testing.T) string {
+	t.Helper()
+	dir, cleanup, err := MkdirTemp("pgembed-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cleanup)
+	return dir
+}
+
+func startServer(t *testing.T, ctx context.Context, cfg Config) *Server {
+	t.Helper()
+	if _, err := FindBinDir(); err != nil {
+		t.Skip(err)
+	}
+	began := time.Now()
+	srv, err := Start(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("started in %v, pid %d, socket dir %s", time.Since(began).Round(time.Millisecond), srv.PID(), srv.SocketDir())
+	t.Cleanup(func() { srv.Stop(context.Background()) })
+	return srv
+}
+
+func queryString(t *testing.T, ctx context.Context, dsn, sql string) string {
+	t.Helper()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var s string
+	if err := conn.QueryRow(ctx, sql).Scan(&s); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	return s
+}
+
+func processGone(pid int) bool {
+	return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
+}
+
+func TestFindBinDir(t *testing.T) {
+	dir, err := FindBinDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("bin dir %s", dir)
+	const debian15 = "/usr/lib/postgresql/15/bin"
+	if isServerBinDir(debian15) && !isServerBinDir("/usr/bin") && dir != debian15 {
+		t.Errorf("FindBinDir = %s, want %s", dir, debian15)
+	}
+}
+
+func TestCompareVersions(t *testing.T) {
+	dirs := []string{"/usr/lib/postgresql/9.6/bin", "/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/x/bin"}
+	var newest string
+	for _, d := range dirs {
+		if newest == "" || compareVersions(versionOf(d), versionOf(newest)) > 0 {
+			newest = d
+		}
+	}
+	if newest != "/usr/lib/postgresql/16/bin" {
+		t.Errorf("newest = %s", newest)
+	}
+	if compareVersions(versionOf(dirs[1]), versionOf(dirs[0])) <= 0 {
+		t.Error("15 must sort after 9.6")
+	}
+}
+
+func TestQuoting(t *testing.T) {
+	for in, want := range map[string]string{
+		"/tmp/x":    "/tmp/x",
+		"/a b":      `'/a b'`,
+		`it's`:      `'it\'s'`,
+		"":          "''",
+		`back\they`: `'back\\they'`,
+	} {
+		if got := quoteDSN(in); got != want {
+			t.Errorf("quoteDSN(%q) = %s, want %s", in, got, want)
+		}
+	}
+	if got := quoteConf(`a'b\c`); got != `'a''b\\c'` {
+		t.Errorf("quoteConf = %s", got)
+	}
+}
+
+// TestServer walks one cluster through its life: first start, queries over
+// pgx and psql, template cloning, settings, restarts, a refused second
+// start, stop, restart from disk, and a start that fails.
+func TestServer(t *testing.T) {
+	ctx := t.Context()
+	dir := tempDataDir(t)
+	cfg := Config{
+		DataDir:   dir,
+		Ephemeral: true,
+		Logger:    testLogger(t),
+		Settings:  map[string]string{"work_mem": "8MB"},
+	}
+	srv := startServer(t, ctx, cfg)
+
+	step := func(name string, f func(t *testing.T)) {
+		if !t.Run(name, f) {
+			t.FailNow()
+		}
+	}
+
+	step("select 1 over pgx", func(t *testing.T) {
+		if got := queryString(t, ctx, srv.DSN("postgres"), "SELECT 1::text"); got != "1" {
+			t.Errorf("SELECT 1 = %q", got)
+		}
+	})
+
+	step("psql takes the DSN", func(t *testing.T) {
+		psql := filepath.Join(srv.BinDir(), "psql")
+		if !isExecutable(psql) {
+			psql = "psql"
+		}
+		out, err := exec.CommandContext(ctx, psql,
+			"--no-psqlrc", "-At", "-d", srv.DSN("postgres"), "-c", "SELECT current_user").CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) != Superuser {
+			t.Errorf("psql: %v: %s", err, out)
+		}
+	})
+
+	step("settings", func(t *testing.T) {
+		for name, want := range map[string]string{
+			"jit":               "off",
+			"fsync":             "off", // Ephemeral
+			"listen_addresses":  "",
+			"max_connections":   "200",
+			"work_mem":          "8MB", // Config.Settings
+			"server_encoding":   "UTF8",
+			"lc_collate":        "C",
+			"random_page_cost":  "1.1",
+			"TimeZone":          "UTC",
+			"logging_collector": "off",
+		} {
+			if got := queryString(t, ctx, srv.DSN("postgres"), "SHOW "+name); got != want {
+				t.Errorf("SHOW %s = %q, want %q", name, got, want)
+			}
+		}
+		fi, err := os.Stat(srv.clusterDir)
+		if err != nil || fi.Mode().Perm() != 0o700 {
+			t.Errorf("cluster dir mode: %v %v", fi.Mode(), err)
+		}
+		if data, err := os.ReadFile(srv.LogFile()); err != nil || !strings.Contains(string(data), "ready to accept connections") {
+			t.Errorf("log file lacks the ready line: %v", err)
+		}
+	})
+
+	step("create database from template", func(t *testing.T) {
+		if err := srv.CreateDatabase(ctx, "tmpl", ""); err != nil {
+			t.Fatal(err)
+		}
+		conn, err := pgx.Connect(ctx, srv.DSN("tmpl"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Exec(ctx, "CREATE TABLE product (id int PRIMARY KEY, name text); INSERT INTO product VALUES (1, 'ünïcödé')"); err != nil {
+			t.Fatal(err)
+		}
+		conn.Close(ctx)
+		if err := srv.CreateDatabase(ctx, "Test Clone", "tmpl"); err != nil {
+			t.Fatal(err)
+		}
+		if got := queryString(t, ctx, srv.DSN("Test Clone"), "SELECT upper(name) FROM product WHERE id = 1"); got != "ÜNÏCÖDÉ" {
+			t.Errorf("clone holds %q", got)
+		}
+		if err := srv.CreateDatabase(ctx, "tmpl", ""); err == nil {
+			t.Error("creating an existing database succeeded")
+		}
+		if err := srv.DropDatabase(ctx, "Test Clone"); err != nil {
+			t.Error(err)
+		}
+	})
+
+	step("restart fast and immediate", func(t *testing.T) {
+		conn, err := pgx.Connect(ctx, srv.DSN("postgres"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		for _, mode := range []string{"fast", "immediate"} {
+			old := srv.PID()
+			if err := srv.Restart(ctx, mode); err != nil {
+				t.Fatalf("restart %s: %v", mode, err)
+			}
+			if srv.PID() == old || !processGone(old) {
+				t.Errorf("restart %s: pid %d -> %d, old one gone: %v", mode, old, srv.PID(), processGone(old))
+			}
+			if got := queryString(t, ctx, srv.DSN("tmpl"), "SELECT count(*)::text FROM product"); got != "1" {
+				t.Errorf("after restart %s: %s rows", mode, got)
+			}
+		}
+		if err := conn.Ping(ctx); err == nil {
+			t.Error("a connection survived the restart")
+		}
+		if err := srv.Restart(ctx, "sideways"); err == nil {
+			t.Error("restart with a bad mode succeeded")
+		}
+	})
+
+	step("second start on the same dir fails", func(t *testing.T) {
+		_, err := Start(ctx, cfg)
+		if err == nil || !strings.Contains(err.Error(), "data directory "+dir+" is in use by another storefront/postgres (pid ") {
+			t.Fatalf("second Start: %v", err)
+		}
+		t.Log(err)
+		if got := queryString(t, ctx, srv.DSN("postgres"), "SELECT 1::text"); got != "1" {
+			t.Error("first server hurt by the second start")
+		}
+	})
+
+	step("stop is idempotent and leaves no process", func(t *testing.T) {
+		pid := srv.PID()
+		for range 2 {
+			if err := srv.Stop(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if srv.PID() != 0 || !processGone(pid) {
+			t.Errorf("after Stop: PID() = %d, postmaster gone: %v", srv.PID(), processGone(pid))
+		}
+		if err := srv.Restart(ctx, "fast"); err == nil {
+			t.Error("restart of a stopped server succeeded")
+		}
+	})
+
+	step("a bad setting fails the start with postgres's words", func(t *testing.T) {
+		bad := cfg
+		bad.Settings = map[string]string{"connection_pool_size": "10"}
+		_, err := Start(ctx, bad)
+		if err == nil || !strings.Contains(err.Error(), `unrecognized configuration parameter "connection_pool_size"`) {
+			t.Fatalf("Start with a bad setting: %v", err)
+		}
+	})
+
+	step("start again from disk", func(t *testing.T) {
+		srv = startServer(t, ctx, cfg)
+		if got := queryString(t, ctx, srv.DSN("tmpl"), "SELECT name FROM product"); got != "ünïcödé" {
+			t.Errorf("data after restart from disk: %q", got)
+		}
+		if err := srv.Stop(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// TestCrashes covers what a killed program leaves behind: a postgres still
+// running (refused clearly), and a stale postmaster.pid after a crash
+// (started over it). Its data directory is too long for a socket path.
+func TestCrashes(t *testing.T) {
+	ctx := t.Context()
+	dir := filepath.Join(tempDataDir(t), strings.Repeat("long-directory-name/", 5))
+	cfg := Config{DataDir: dir, Ephemeral: true, Logger: testLogger(t)}
+	srv := startServer(t, ctx, cfg)
+	if srv.SocketDir() == srv.clusterDir || !strings.HasPrefix(srv.SocketDir(), "/tmp/") {
+		t.Errorf("socket dir %s for a long data dir", srv.SocketDir())
+	}
+	sockDir := srv.SocketDir()
+
+	// A program killed without Stop drops its flock but not postgres.
+	srv.mu.Lock()
+	srv.lock.Close()
+	srv.lock = nil
+	srv.mu.Unlock()
+	_, err := Start(ctx, cfg)
+	if err == nil || !strings.Contains(err.Error(), "is in use by another storefront/postgres (pid "+strconv.Itoa(srv.PID())+")") {
+		t.Fatalf("Start beside a left-running postgres: %v", err)
+	}
+	t.Log(err)
+
+	// A crash: the whole process group dies at once, postmaster.pid stays.
+	pid := srv.PID()
+	syscall.Kill(-pid, syscall.SIGKILL)
+	if err := srv.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if pf, ok := readPidFile(srv.clusterDir); !ok || pf.pid != pid || !processGone(pid) {
+		t.Fatalf("want a stale postmaster.pid of dead pid %d, have %+v (present: %v)", pid, pf, ok)
+	}
+	if _, err := os.Stat(sockDir); !os.IsNotExist(err) {
+		t.Errorf("short socket dir %s not removed: %v", sockDir, err)
+	}
+
+	srv = startServer(t, ctx, cfg)
+	if got := queryString(t, ctx, srv.DSN("postgres"), "SELECT 1::text"); got != "1" {
+		t.Errorf("SELECT 1 = %q after crash recovery", got)
+	}
+}
+
+func TestNotTraversable(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("only root runs postgres as another user")
+	}
+	if _, err := FindBinDir(); err != nil {
+		t.Skip(err)
+	}
+	private := t.TempDir() // in a 0700 directory of root's
+	_, err := Start(t.Context(), Config{DataDir: filepath.Join(private, "data")})
+	if err == nil || !strings.Contains(err.Error(), filepath.Dir(private)+" (mode -rwx------) is not traversable by user ") {
+		t.Fatalf("Start under a 0700 dir: %v", err)
+	}
+}
