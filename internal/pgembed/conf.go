@@ -94,7 +94,8 @@ func renderConf(s []setting) []byte {
 }
 
 // quoteConf quotes a value for postgresql.conf. Every type accepts a quoted
-// value; inside quotes a backslash starts an escape and ” is a quote.
+// value; inside quotes a backslash starts an escape and a doubled quote
+// stands for one.
 func quoteConf(v string) string {
 	v = strings.ReplaceAll(v, `\`, `\\`)
 	return "'" + strings.ReplaceAll(v, "'", "''") + "'"

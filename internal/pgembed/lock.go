@@ -99,6 +99,11 @@ func clusterProcess(clusterDir string, pf pidFile) int {
 		if err != nil || pid == os.Getpid() {
 			continue
 		}
+		// A shell cd'ed into the cluster is no server.
+		comm, _ := os.ReadFile("/proc/" + e.Name() + "/comm")
+		if strings.TrimSpace(string(comm)) != "postgres" {
+			continue
+		}
 		if cwd, err := os.Readlink("/proc/" + e.Name() + "/cwd"); err == nil && cwd == real {
 			return pid
 		}

@@ -64,9 +64,9 @@ type Config struct {
 	DataDir   string            // required; the cluster lives in DataDir/pg
 	BinDir    string            // directory of initdb and postgres; default FindBinDir()
 	OSUser    string            // user to run postgres as when we are root; see the package doc
-	Port      int               // names the socket file .s.PGSQL.<Port>, and the TCP port with ListenTCP; default 5432
+	Port      int               // names the socket file .s.PGSQL.<Port>, and the TCP port with ListenTCP; default 5432, or a free port with ListenTCP
 	ListenTCP string            // e.g. "127.0.0.1" to also listen on TCP there; pg_hba admits loopback clients only
-	Settings  map[string]string // postgresql.conf settings that override pgembed's tuning
+	Settings  map[string]string // postgresql.conf settings that override pgembed's tuning (not port, listen_addresses, unix_socket_directories)
 	Logger    *slog.Logger      // postgres's output goes here at debug level; nil discards
 
 	StartTimeout time.Duration // how long postgres may take to accept connections (crash recovery included); default 30s
@@ -89,18 +89,29 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("pgembed: %w", err)
 	}
 	c.DataDir = dir
-	if c.Port == 0 {
-		c.Port = 5432
-	}
-	if c.Port < 1 || c.Port > 65535 {
-		return c, fmt.Errorf("pgembed: Config.Port %d is out of range", c.Port)
-	}
 	if c.ListenTCP != "" && net.ParseIP(c.ListenTCP) == nil {
 		return c, fmt.Errorf("pgembed: Config.ListenTCP %q is not an IP address", c.ListenTCP)
+	}
+	switch {
+	case c.Port == 0 && c.ListenTCP != "":
+		// 5432 may well be taken on TCP, by a system cluster or a sibling
+		// test binary; a socket file in our own directory never is.
+		if c.Port, err = freePort(c.ListenTCP); err != nil {
+			return c, err
+		}
+	case c.Port == 0:
+		c.Port = 5432
+	case c.Port < 1 || c.Port > 65535:
+		return c, fmt.Errorf("pgembed: Config.Port %d is out of range", c.Port)
 	}
 	for name := range c.Settings {
 		if !settingName.MatchString(name) {
 			return c, fmt.Errorf("pgembed: Config.Settings: %q is not a setting name", name)
+		}
+		switch strings.ToLower(name) {
+		case "port", "listen_addresses", "unix_socket_directories":
+			// DSN and TCPAddr are built from the Config fields.
+			return c, fmt.Errorf("pgembed: Config.Settings: set %s through Config.Port or Config.ListenTCP", name)
 		}
 	}
 	if c.Logger == nil {
@@ -113,6 +124,18 @@ func (c Config) withDefaults() (Config, error) {
 		c.StopTimeout = 30 * time.Second
 	}
 	return c, nil
+}
+
+// freePort asks the kernel for a TCP port free on host. Another program
+// may take it before postgres binds it; postgres then fails to start, saying
+// so.
+func freePort(host string) (int, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return 0, fmt.Errorf("pgembed: finding a free port on %s: %w", host, err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // Server is a running postgres owned by this process. Its methods are safe

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -152,16 +153,17 @@ func TestServer(t *testing.T) {
 
 	step("settings", func(t *testing.T) {
 		for name, want := range map[string]string{
-			"jit":               "off",
-			"fsync":             "off", // Ephemeral
-			"listen_addresses":  "",
-			"max_connections":   "200",
-			"work_mem":          "8MB", // Config.Settings
-			"server_encoding":   "UTF8",
-			"lc_collate":        "C",
-			"random_page_cost":  "1.1",
-			"TimeZone":          "UTC",
-			"logging_collector": "off",
+			"jit":                     "off",
+			"fsync":                   "off", // Ephemeral
+			"listen_addresses":        "",
+			"max_connections":         "200",
+			"work_mem":                "8MB", // Config.Settings
+			"server_encoding":         "UTF8",
+			"lc_collate":              "C",
+			"random_page_cost":        "1.1",
+			"TimeZone":                "UTC",
+			"logging_collector":       "off",
+			"unix_socket_permissions": "0777",
 		} {
 			if got := queryString(t, ctx, srv.DSN("postgres"), "SHOW "+name); got != want {
 				t.Errorf("SHOW %s = %q, want %q", name, got, want)
@@ -263,10 +265,20 @@ func TestServer(t *testing.T) {
 		}
 	})
 
+	// Servers are started here, not in a step, so that they live until the
+	// test ends rather than until the step does.
+	srv = startServer(t, ctx, cfg)
 	step("start again from disk", func(t *testing.T) {
-		srv = startServer(t, ctx, cfg)
 		if got := queryString(t, ctx, srv.DSN("tmpl"), "SELECT name FROM product"); got != "ünïcödé" {
 			t.Errorf("data after restart from disk: %q", got)
+		}
+	})
+
+	crash(t, ctx, srv)
+	srv = startServer(t, ctx, cfg)
+	step("start over a crash", func(t *testing.T) {
+		if got := queryString(t, ctx, srv.DSN("tmpl"), "SELECT name FROM product"); got != "ünïcödé" {
+			t.Errorf("data after crash recovery: %q", got)
 		}
 		if err := srv.Stop(ctx); err != nil {
 			t.Fatal(err)
@@ -274,18 +286,44 @@ func TestServer(t *testing.T) {
 	})
 }
 
+// crash kills srv's postgres the way a power cut or the OOM killer would:
+// every process of it at once, leaving postmaster.pid and the socket's lock
+// file behind.
+func crash(t *testing.T, ctx context.Context, srv *Server) {
+	t.Helper()
+	pid := srv.PID()
+	if pid <= 0 {
+		t.Fatalf("crash: server not running (pid %d)", pid) // kill(-0) would hit the test itself
+	}
+	syscall.Kill(-pid, syscall.SIGKILL)
+	if err := srv.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if pf, ok := readPidFile(srv.clusterDir); !ok || pf.pid != pid || !processGone(pid) {
+		t.Fatalf("want a stale postmaster.pid of dead pid %d, have %+v (present: %v)", pid, pf, ok)
+	}
+}
+
 // TestCrashes covers what a killed program leaves behind: a postgres still
 // running (refused clearly), and a stale postmaster.pid after a crash
-// (started over it). Its data directory is too long for a socket path.
+// (started over it). Its data directory is too long for a socket path, and
+// it listens on TCP too.
 func TestCrashes(t *testing.T) {
 	ctx := t.Context()
 	dir := filepath.Join(tempDataDir(t), strings.Repeat("long-directory-name/", 5))
-	cfg := Config{DataDir: dir, Ephemeral: true, Logger: testLogger(t)}
+	cfg := Config{DataDir: dir, Ephemeral: true, Logger: testLogger(t), ListenTCP: "127.0.0.1"}
 	srv := startServer(t, ctx, cfg)
 	if srv.SocketDir() == srv.clusterDir || !strings.HasPrefix(srv.SocketDir(), "/tmp/") {
 		t.Errorf("socket dir %s for a long data dir", srv.SocketDir())
 	}
 	sockDir := srv.SocketDir()
+	host, port, _ := net.SplitHostPort(srv.TCPAddr())
+	if got := queryString(t, ctx, "host="+host+" port="+port+" user=postgres dbname=postgres sslmode=disable", "SELECT 1::text"); got != "1" {
+		t.Errorf("SELECT 1 over TCP = %q", got)
+	}
+	if got := queryString(t, ctx, srv.DSN("postgres"), "SHOW port"); got != port {
+		t.Errorf("port %s, TCPAddr %s", got, srv.TCPAddr())
+	}
 
 	// A program killed without Stop drops its flock but not postgres.
 	srv.mu.Lock()
@@ -298,15 +336,7 @@ func TestCrashes(t *testing.T) {
 	}
 	t.Log(err)
 
-	// A crash: the whole process group dies at once, postmaster.pid stays.
-	pid := srv.PID()
-	syscall.Kill(-pid, syscall.SIGKILL)
-	if err := srv.Stop(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if pf, ok := readPidFile(srv.clusterDir); !ok || pf.pid != pid || !processGone(pid) {
-		t.Fatalf("want a stale postmaster.pid of dead pid %d, have %+v (present: %v)", pid, pf, ok)
-	}
+	crash(t, ctx, srv)
 	if _, err := os.Stat(sockDir); !os.IsNotExist(err) {
 		t.Errorf("short socket dir %s not removed: %v", sockDir, err)
 	}
