@@ -69,13 +69,23 @@ func (d *dialer) dial(ctx context.Context, deadline time.Time) (*httpConn, error
 		}
 		nc = tc
 	}
-	return &httpConn{nc: nc, br: bufio.NewReaderSize(nc, readBufferSize)}, nil
+	c := &httpConn{nc: nc}
+	var rd io.Reader = nc
+	if tc, ok := nc.(*net.TCPConn); ok {
+		if raw, err := newRawConnIO(tc); err == nil {
+			c.raw = raw
+			rd = raw
+		}
+	}
+	c.br = bufio.NewReaderSize(rd, readBufferSize)
+	return c, nil
 }
 
 // httpConn is one keep-alive connection. Not safe for concurrent use.
 type httpConn struct {
-	nc net.Conn
-	br *bufio.Reader
+	nc  net.Conn
+	raw *rawConnIO // nil for TLS
+	br  *bufio.Reader
 }
 
 func (c *httpConn) close() { c.nc.Close() }
@@ -87,7 +97,9 @@ func (c *httpConn) roundTrip(req []byte, headOnly bool, deadline time.Time) (sta
 	if err := c.nc.SetDeadline(deadline); err != nil {
 		return 0, false, err
 	}
-	if _, err := c.nc.Write(req); err != nil {
+	if c.raw != nil && c.br.Buffered() == 0 {
+		c.raw.writeOnRead(req) // the first read of the response writes it
+	} else if _, err := c.nc.Write(req); err != nil {
 		return 0, false, err
 	}
 	for {
