@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
@@ -96,7 +95,7 @@ func latencyOf(h *hdrhistogram.Histogram) Latency {
 	return Latency{
 		Count:   h.TotalCount(),
 		MinMS:   usToMS(h.Min()),
-		MeanMS:  math.Round(h.Mean()) / 1000,
+		MeanMS:  math.Round(h.Mean()*1000) / 1e6,
 		P50MS:   usToMS(h.ValueAtQuantile(50)),
 		P90MS:   usToMS(h.ValueAtQuantile(90)),
 		P99MS:   usToMS(h.ValueAtQuantile(99)),
@@ -222,20 +221,18 @@ func (s Summary) WriteText(w io.Writer) error {
 	}
 	fmt.Fprintln(&b)
 
-	tw := tabwriter.NewWriter(&b, 0, 0, 3, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "latency ms\tcorrected\tuncorrected\t")
+	fmt.Fprintf(&b, "%-10s %12s %12s\n", "latency ms", "corrected", "uncorrected")
 	for _, row := range latencyRows(s) {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t\n", row.Label, row.Corrected, row.Uncorrected)
+		fmt.Fprintf(&b, "  %-8s %12s %12s\n", row.Label, row.Corrected, row.Uncorrected)
 	}
-	tw.Flush()
 	if m.Model == "closed" {
 		fmt.Fprintln(&b, "(closed model: no intended send times, corrected = uncorrected)")
 	}
 	fmt.Fprintln(&b)
 
 	fmt.Fprintln(&b, "statuses   "+formatCountRows(statusRows(s.Statuses)))
-	fmt.Fprintf(&b, "errors     %d = %d transport + %d 5xx (%s of completed requests); 4xx not counted: %d\n",
-		s.Failures, s.TransportErrors, s.ServerErrors, formatPercent(s.FailureRatio), s.ClientErrors)
+	fmt.Fprintf(&b, "errors     %d (%s of completed requests) = %d transport + %d 5xx;  4xx, not errors: %d\n",
+		s.Failures, formatPercent(s.FailureRatio), s.TransportErrors, s.ServerErrors, s.ClientErrors)
 	if len(s.Errors) > 0 {
 		fmt.Fprintln(&b, "transport  "+formatCountRows(errorRows(s.Errors)))
 	}
