@@ -3,6 +3,7 @@ package pgembed
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -65,14 +66,23 @@ func readPidFile(clusterDir string) (pidFile, bool) {
 	return pf, true
 }
 
-// alive reports whether a process with pid exists. EPERM means it does,
-// under another user.
+// alive reports whether a process with pid exists (EPERM: under another
+// user) and is not a zombie: a postmaster whose parent died is reparented
+// to an init that may take its time to reap it.
 func alive(pid int) bool {
 	if pid <= 0 {
 		return false
 	}
-	err := syscall.Kill(pid, 0)
-	return err == nil || errors.Is(err, syscall.EPERM)
+	if err := syscall.Kill(pid, 0); err != nil && !errors.Is(err, syscall.EPERM) {
+		return false
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true // no /proc: kill's word must do
+	}
+	// "pid (comm) S ...": the state follows the last ')'.
+	rest := string(stat[strings.LastIndexByte(string(stat), ')')+1:])
+	return !strings.HasPrefix(strings.TrimSpace(rest), "Z")
 }
 
 // clusterProcess returns the pid of a live process serving clusterDir, or
@@ -85,9 +95,17 @@ func clusterProcess(clusterDir string, pf pidFile) int {
 	if err != nil {
 		return 0
 	}
-	if pf.pid > 0 && alive(pf.pid) {
-		if cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pf.pid)); err != nil || cwd == real {
-			return pf.pid // cannot look (no /proc): trust the pid file, as postgres does
+	if _, err := os.Readlink("/proc/self/cwd"); err != nil {
+		// No /proc to look in: trust the pid file, as postgres does.
+		if alive(pf.pid) {
+			return pf.pid
+		}
+		return 0
+	}
+	if alive(pf.pid) {
+		cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pf.pid))
+		if cwd == real || errors.Is(err, fs.ErrPermission) {
+			return pf.pid
 		}
 	}
 	entries, err := os.ReadDir("/proc")

@@ -266,6 +266,7 @@ func (s *Server) checkNotRunning(ctx context.Context) error {
 			return inUseError(s.cfg.DataDir, pid, fmt.Sprintf(
 				": a postgres left running by an earlier run; stop it with: kill -INT %d", pid))
 		}
+		s.log.Debug("pgembed: waiting for a postgres of an earlier run to finish shutting down", "pid", pid)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -321,8 +322,10 @@ func (s *Server) initCluster(ctx context.Context) error {
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second
 	out, err := cmd.CombinedOutput()
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		s.tail.add(line)
+	for _, line := range strings.Split(string(out), "\n") {
+		if line != "" {
+			s.tail.add(line)
+		}
 	}
 	if err != nil {
 		os.RemoveAll(scratch)
@@ -540,9 +543,11 @@ func isClosed(c chan struct{}) bool {
 }
 
 // Stop shuts postgres down (fast: open transactions roll back, a
-// checkpoint is written), escalating to an immediate shutdown after
-// Config.StopTimeout or when ctx ends, and releases DataDir. It returns
-// once no postgres process is left. Stop is idempotent.
+// checkpoint is written), escalating to an immediate shutdown (safe, but
+// the next start runs crash recovery) after Config.StopTimeout or when ctx
+// ends, and releases DataDir. It returns once no postgres process is left.
+// Pass a live context: one already cancelled, such as a signal context
+// after Ctrl-C, means an immediate shutdown. Stop is idempotent.
 func (s *Server) Stop(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

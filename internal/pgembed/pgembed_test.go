@@ -2,7 +2,7 @@ package pgembed
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -64,8 +64,10 @@ func queryString(t *testing.T, ctx context.Context, dsn, sql string) string {
 	return s
 }
 
+// processGone reports whether pid has exited; a zombie waiting for init
+// to reap it has.
 func processGone(pid int) bool {
-	return errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
+	return !alive(pid)
 }
 
 func TestFindBinDir(t *testing.T) {
@@ -117,6 +119,7 @@ func TestQuoting(t *testing.T) {
 // pgx and psql, template cloning, settings, restarts, a refused second
 // start, stop, restart from disk, and a start that fails.
 func TestServer(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
 	dir := tempDataDir(t)
 	cfg := Config{
@@ -309,6 +312,7 @@ func crash(t *testing.T, ctx context.Context, srv *Server) {
 // (started over it). Its data directory is too long for a socket path, and
 // it listens on TCP too.
 func TestCrashes(t *testing.T) {
+	t.Parallel()
 	ctx := t.Context()
 	dir := filepath.Join(tempDataDir(t), strings.Repeat("long-directory-name/", 5))
 	cfg := Config{DataDir: dir, Ephemeral: true, Logger: testLogger(t), ListenTCP: "127.0.0.1"}
@@ -358,5 +362,41 @@ func TestNotTraversable(t *testing.T) {
 	_, err := Start(t.Context(), Config{DataDir: filepath.Join(private, "data")})
 	if err == nil || !strings.Contains(err.Error(), filepath.Dir(private)+" (mode -rwx------) is not traversable by user ") {
 		t.Fatalf("Start under a 0700 dir: %v", err)
+	}
+}
+
+// TestParentDeath checks that a program killed without Stop takes its
+// postgres with it (the parent-death signal), and that the next Start on
+// the same directory then succeeds. The program is this test binary,
+// re-run as a child that starts a durable cluster and exits at once.
+func TestParentDeath(t *testing.T) {
+	if dir := os.Getenv("PGEMBED_TEST_CHILD_DIR"); dir != "" {
+		srv, err := Start(context.Background(), Config{DataDir: dir})
+		if err != nil {
+			fmt.Println("error:", err)
+			os.Exit(1)
+		}
+		fmt.Println("pid:", srv.PID())
+		os.Exit(0) // no Stop
+	}
+	if _, err := FindBinDir(); err != nil {
+		t.Skip(err)
+	}
+	t.Parallel()
+	ctx := t.Context()
+	dir := tempDataDir(t)
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestParentDeath$")
+	cmd.Env = append(os.Environ(), "PGEMBED_TEST_CHILD_DIR="+dir)
+	out, err := cmd.CombinedOutput()
+	var pid int
+	if _, serr := fmt.Sscanf(string(out), "pid: %d", &pid); err != nil || serr != nil {
+		t.Fatalf("child: %v: %s", err, out)
+	}
+	srv := startServer(t, ctx, Config{DataDir: dir, Logger: testLogger(t)})
+	if !processGone(pid) {
+		t.Errorf("postgres %d of the dead child still runs", pid)
+	}
+	if got := queryString(t, ctx, srv.DSN("postgres"), "SHOW fsync"); got != "on" {
+		t.Errorf("durable cluster has fsync=%s", got)
 	}
 }
