@@ -120,7 +120,7 @@ func WriteHlog(w io.Writer, rec *Recording) error {
 			h := th.h
 			if h == nil {
 				if empty == nil {
-					empty = NewHistogram()
+					empty = newCompactHistogram(0)
 				}
 				h = empty
 			}
@@ -174,8 +174,10 @@ func hlogJSON(v any) (string, error) {
 // ReadHlog reads an interval log written by WriteHlog (or any HdrHistogram
 // log of microsecond values). Histograms tagged "corrected" or untagged
 // become Corrected, "uncorrected" become Uncorrected, other tags are
-// skipped; histograms of another geometry are converted to NewHistogram's,
-// and values outside its range are an error rather than silently dropped.
+// skipped. Histograms keep their encoded geometry when it merges into
+// NewHistogram's losslessly (as the engine's compact ones do), others are
+// converted, and values outside NewHistogram's range are an error rather
+// than silently dropped.
 func ReadHlog(r io.Reader) (*Recording, error) {
 	const yearMS = 365 * 24 * 3600 * 1000
 	var (
@@ -319,10 +321,10 @@ func ReadHlog(r io.Reader) (*Recording, error) {
 	for _, k := range keys {
 		iv := intervals[k]
 		if iv.Corrected == nil {
-			iv.Corrected = NewHistogram()
+			iv.Corrected = newCompactHistogram(0)
 		}
 		if iv.Uncorrected == nil {
-			iv.Uncorrected = NewHistogram()
+			iv.Uncorrected = newCompactHistogram(0)
 		}
 		rec.Intervals = append(rec.Intervals, *iv)
 	}
@@ -358,15 +360,25 @@ func parseSecondsMS(s string) (int64, error) {
 	return int64(math.Round(f * 1000)), nil
 }
 
-// withPackageGeometry returns h, or a copy with NewHistogram's bounds and
-// precision if h has others.
+// withPackageGeometry returns h if merging it into a NewHistogram is
+// lossless (same lowest value and precision, no higher range: the engine
+// stores intervals in such compact histograms), else a compact copy.
+// Values beyond NewHistogram's range are an error, not silently dropped.
 func withPackageGeometry(h *hdrhistogram.Histogram) (*hdrhistogram.Histogram, error) {
-	if h.LowestTrackableValue() == HistMinUS && h.HighestTrackableValue() == HistMaxUS && h.SignificantFigures() == HistSigFig {
+	if h.LowestTrackableValue() == HistMinUS && h.SignificantFigures() == HistSigFig && h.HighestTrackableValue() <= HistMaxUS {
 		return h, nil
 	}
-	n := NewHistogram()
+	n := newCompactHistogram(h.Max())
 	if dropped := n.Merge(h); dropped > 0 {
 		return nil, fmt.Errorf("%d values outside %dµs..%dµs (values must be microseconds)", dropped, HistMinUS, HistMaxUS)
 	}
 	return n, nil
+}
+
+// newCompactHistogram returns an empty histogram with NewHistogram's lowest
+// value and precision, and so the same value buckets, but a range only up
+// to maxUS (within NewHistogram's): merging it into a NewHistogram is
+// lossless, and it takes a fraction of the memory.
+func newCompactHistogram(maxUS int64) *hdrhistogram.Histogram {
+	return hdrhistogram.New(HistMinUS, min(max(maxUS, 2*HistMinUS), HistMaxUS), HistSigFig)
 }

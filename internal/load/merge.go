@@ -32,62 +32,83 @@ func Merge(recs ...*Recording) (*Recording, error) {
 		return nil, err
 	}
 
-	type bucket struct {
-		iv     Interval
-		length time.Duration
-	}
-	buckets := make(map[int64]*bucket)
-	for ri, rec := range recs {
-		// In-flight requests are a level, not a count: per recording keep
+	// Group the intervals by the second they start in, then build each
+	// merged interval in histograms just large enough for its values (as
+	// compact as the engine's), so that long runs stay small.
+	members := make(map[int64][]*Interval)
+	inFlight := make(map[int64]int64)
+	for _, rec := range recs {
+		// In-flight requests are a level, not a count: per recording take
 		// the level at the end of its last interval in the second, then sum
 		// across recordings.
-		inFlight := make(map[int64]Interval)
-		for _, iv := range rec.Intervals {
+		last := make(map[int64]*Interval)
+		for i := range rec.Intervals {
+			iv := &rec.Intervals[i]
 			key := iv.Start.Truncate(time.Second).Unix()
-			b := buckets[key]
-			if b == nil {
-				b = &bucket{iv: Interval{
-					Start:       time.Unix(key, 0).UTC(),
-					Corrected:   NewHistogram(),
-					Uncorrected: NewHistogram(),
-					Statuses:    map[int]int64{},
-					Errors:      map[string]int64{},
-				}}
-				buckets[key] = b
-			}
-			if err := addHistograms(&b.iv, &iv); err != nil {
-				return nil, fmt.Errorf("merge: recording %d, interval at %s: %w", ri+1, iv.Start.UTC().Format(time.RFC3339), err)
-			}
-			for code, n := range iv.Statuses {
-				b.iv.Statuses[code] += n
-			}
-			for kind, n := range iv.Errors {
-				b.iv.Errors[kind] += n
-			}
-			b.iv.LateSends += iv.LateSends
-			b.iv.Sent += iv.Sent
-			b.length = max(b.length, iv.End.Sub(iv.Start))
-			if last, ok := inFlight[key]; !ok || !iv.End.Before(last.End) {
-				inFlight[key] = iv
+			members[key] = append(members[key], iv)
+			if l := last[key]; l == nil || !iv.End.Before(l.End) {
+				last[key] = iv
 			}
 		}
-		for key, iv := range inFlight {
-			buckets[key].iv.InFlight += iv.InFlight
+		for key, iv := range last {
+			inFlight[key] += iv.InFlight
 		}
 	}
 
-	keys := make([]int64, 0, len(buckets))
-	for k := range buckets {
+	keys := make([]int64, 0, len(members))
+	for k := range members {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
 	out := &Recording{Meta: meta, Intervals: make([]Interval, 0, len(keys))}
-	for _, k := range keys {
-		b := buckets[k]
-		b.iv.End = b.iv.Start.Add(b.length)
-		out.Intervals = append(out.Intervals, b.iv)
+	for _, key := range keys {
+		iv, err := mergeSecond(key, members[key])
+		if err != nil {
+			return nil, err
+		}
+		iv.InFlight = inFlight[key]
+		out.Intervals = append(out.Intervals, iv)
 	}
 	return out, nil
+}
+
+// mergeSecond merges the intervals that start in the second at Unix time
+// key into one interval that starts on that second.
+func mergeSecond(key int64, ivs []*Interval) (Interval, error) {
+	var length time.Duration
+	var maxCorrected, maxUncorrected int64
+	for _, iv := range ivs {
+		length = max(length, iv.End.Sub(iv.Start))
+		if iv.Corrected != nil {
+			maxCorrected = max(maxCorrected, iv.Corrected.Max())
+		}
+		if iv.Uncorrected != nil {
+			maxUncorrected = max(maxUncorrected, iv.Uncorrected.Max())
+		}
+	}
+	start := time.Unix(key, 0).UTC()
+	m := Interval{
+		Start:       start,
+		End:         start.Add(length),
+		Corrected:   newCompactHistogram(maxCorrected),
+		Uncorrected: newCompactHistogram(maxUncorrected),
+		Statuses:    map[int]int64{},
+		Errors:      map[string]int64{},
+	}
+	for _, iv := range ivs {
+		if err := addHistograms(&m, iv); err != nil {
+			return Interval{}, fmt.Errorf("merge: interval at %s: %w", iv.Start.UTC().Format(time.RFC3339), err)
+		}
+		for code, n := range iv.Statuses {
+			m.Statuses[code] += n
+		}
+		for kind, n := range iv.Errors {
+			m.Errors[kind] += n
+		}
+		m.LateSends += iv.LateSends
+		m.Sent += iv.Sent
+	}
+	return m, nil
 }
 
 // addHistograms adds src's histograms into dst's, failing rather than

@@ -244,7 +244,7 @@ func (o objective) check(sum Summary) string {
 		return fmt.Sprintf("%s: %s of completed requests failed (%s), want %s %s", o.term, formatPercent(sum.FailureRatio), describeFailures(sum), o.op, formatPercent(o.limit))
 	case objRateRatio:
 		if sum.TargetRate <= 0 {
-			return fmt.Sprintf("%s: a rate ratio needs a target rate (open model); give an absolute rate instead, e.g. rate>=%.0f/s", o.term, math.Floor(sum.AchievedRate))
+			return fmt.Sprintf("%s: a rate ratio needs a target rate, and this run records none (closed model or staged rates); give an absolute rate instead, e.g. rate>=%.0f/s", o.term, math.Floor(sum.AchievedRate))
 		}
 		if sloCompare(sum.RateRatio, o.op, o.limit) {
 			return ""

@@ -148,7 +148,7 @@ func TestSLOCheck(t *testing.T) {
 		{"rate>=99%", open, true, nil},
 		{"rate>=900", open, true, nil},
 		{"rate>=1000/s", open, false, []string{"achieved 995.0/s, want >= 1000/s"}},
-		{"rate>=0.99", closed, false, []string{"needs a target rate (open model); give an absolute rate instead, e.g. rate>=995/s"}},
+		{"rate>=0.99", closed, false, []string{"a rate ratio needs a target rate, and this run records none (closed model or staged rates); give an absolute rate instead, e.g. rate>=995/s"}},
 		{"rate>=990", closed, true, nil},
 		{"p99<1s", empty, false, []string{"no request completed"}},
 		{"errors<=0", empty, false, []string{"no request completed"}},
