@@ -1,0 +1,278 @@
+package httpapi_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"storefront/internal/httpapi"
+	"storefront/internal/pgtest"
+	"storefront/internal/postgres"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files under testdata/")
+
+func TestMain(m *testing.M) { flag.Parse(); os.Exit(pgtest.Main(m)) }
+
+// startAPI serves the real API over a fresh clone of the seeded database on
+// a real loopback socket and returns its base URL.
+func startAPI(t testing.TB, mutate func(*httpapi.Config)) string {
+	t.Helper()
+	dbCfg := postgres.DefaultConfig()
+	dbCfg.DSN = pgtest.NewDatabase(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	db, err := postgres.Open(ctx, dbCfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := httpapi.DefaultConfig()
+	cfg.StaticRoute = true
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	srv := httpapi.New(cfg, httpapi.Services{Users: db, Products: db, Inventory: db, Health: db}, nil, nil)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(ln)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		db.Close()
+	})
+	return "http://" + ln.Addr().String()
+}
+
+// scenario is one request and what must come back.
+type scenario struct {
+	name    string
+	method  string
+	path    string
+	headers map[string]string
+	body    string
+	status  int
+	golden  bool              // compare the body with testdata/<name>.golden
+	json    map[string]any    // fields the JSON body must have (subset)
+	header  map[string]string // response headers that must match
+}
+
+func (sc scenario) run(t *testing.T, base string) {
+	t.Helper()
+	method := sc.method
+	if method == "" {
+		method = http.MethodGet
+	}
+	var body io.Reader
+	if sc.body != "" {
+		body = strings.NewReader(sc.body)
+	}
+	req, err := http.NewRequest(method, base+sc.path, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range sc.headers {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	got, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != sc.status {
+		t.Fatalf("status %d, want %d; body %s", resp.StatusCode, sc.status, got)
+	}
+	if method != http.MethodHead {
+		if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+			t.Errorf("Content-Type %q", ct)
+		}
+		var v map[string]any
+		if err := json.Unmarshal(got, &v); err != nil {
+			t.Fatalf("body is not a JSON object: %v: %s", err, got)
+		}
+		for k, want := range sc.json {
+			if fmt.Sprint(v[k]) != fmt.Sprint(want) {
+				t.Errorf("%s = %v, want %v (body %s)", k, v[k], want, got)
+			}
+		}
+		if resp.StatusCode >= 300 {
+			checkErrorBody(t, resp, v)
+		}
+	}
+	rid := resp.Header.Get("X-Request-ID")
+	if rid == "" {
+		t.Error("no X-Request-ID in the response")
+	}
+	if want, ok := sc.headers["X-Request-ID"]; ok && validID.MatchString(want) && rid != want {
+		t.Errorf("X-Request-ID %q, want the caller's %q", rid, want)
+	}
+	for k, want := range sc.header {
+		if g := resp.Header.Get(k); g != want {
+			t.Errorf("header %s = %q, want %q", k, g, want)
+		}
+	}
+	if sc.golden {
+		compareGolden(t, sc.name, got)
+	}
+}
+
+var validID = regexp.MustCompile(`^[A-Za-z0-9._-]{1,128}$`)
+
+// checkErrorBody enforces the error model on every non-2xx response.
+func checkErrorBody(t *testing.T, resp *http.Response, v map[string]any) {
+	t.Helper()
+	if len(v) != 3 {
+		t.Errorf("error body has fields %v, want error, code, request_id", v)
+	}
+	if msg, _ := v["error"].(string); msg == "" {
+		t.Error("error body without a message")
+	}
+	if code, _ := v["code"].(float64); int(code) != resp.StatusCode {
+		t.Errorf("code %v, status %d", v["code"], resp.StatusCode)
+	}
+	if rid, _ := v["request_id"].(string); rid != resp.Header.Get("X-Request-ID") || !validID.MatchString(rid) {
+		t.Errorf("request_id %q, header %q", rid, resp.Header.Get("X-Request-ID"))
+	}
+}
+
+func compareGolden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", strings.NewReplacer("/", "_", " ", "_").Replace(name)+".golden")
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if !bytes.Equal(bytes.TrimSpace(got), bytes.TrimSpace(want)) {
+		t.Errorf("body differs from %s:\n got %s\nwant %s", path, got, want)
+	}
+}
+
+func TestAPI(t *testing.T) {
+	base := startAPI(t, nil)
+	rid := map[string]string{"X-Request-ID": "test-req.1_A"}
+	long := strings.Repeat("1,", 100) + "1"
+	for _, sc := range []scenario{
+		{name: "user", path: "/users/1", headers: rid, status: 200, golden: true},
+		{name: "user with escaping", path: fmt.Sprintf("/users/%d", firstWhere(t, "users", "user_id", `username ~ '[^a-z0-9._]' AND deleted_at IS NULL`)), headers: rid, status: 200, golden: true},
+		{name: "product with escaping", path: fmt.Sprintf("/products/%d", firstWhere(t, "products", "product_id", `name ~ '["<>&]' AND deleted_at IS NULL`)), headers: rid, status: 200, golden: true},
+		{name: "product", path: "/products/1", headers: rid, status: 200, golden: true},
+		{name: "product by sku", path: "/products/by-sku/SKU-0000001-" + skuSuffix(t, base), headers: rid, status: 200, json: map[string]any{"product_id": 1}},
+		{name: "product list", path: "/products?ids=3,1,999999,3", headers: rid, status: 200, golden: true},
+		{name: "inventory", path: "/inventory/1", headers: rid, status: 200, golden: true},
+		{name: "healthz", path: "/healthz", status: 200, json: map[string]any{"status": "ok"}},
+		{name: "readyz", path: "/readyz", status: 200, json: map[string]any{"status": "ready"}},
+		{name: "head user", method: http.MethodHead, path: "/users/1", status: 200},
+		{name: "static route", path: "/_bench/static", status: 200, json: map[string]any{"user_id": 424242}},
+
+		{name: "user not found", path: "/users/99999999", headers: rid, status: 404, golden: true},
+		{name: "user soft-deleted", path: fmt.Sprintf("/users/%d", firstWhere(t, "users", "user_id", "deleted_at IS NOT NULL")), status: 404},
+		{name: "product soft-deleted", path: fmt.Sprintf("/products/%d", firstWhere(t, "products", "product_id", "deleted_at IS NOT NULL")), status: 404},
+		{name: "product not found", path: "/products/99999999", status: 404},
+		{name: "sku not found", path: "/products/by-sku/NOPE", status: 404},
+		{name: "inventory of unknown product", path: "/inventory/99999999", status: 404},
+
+		{name: "id not numeric", path: "/users/abc", headers: rid, status: 400, golden: true},
+		{name: "id zero", path: "/users/0", status: 400},
+		{name: "id negative", path: "/users/-1", status: 400},
+		{name: "id plus sign", path: "/users/+1", status: 400},
+		{name: "id fraction", path: "/users/1.5", status: 400},
+		{name: "id overflow", path: "/users/9223372036854775808", status: 400},
+		{name: "id very long", path: "/users/" + strings.Repeat("9", 500), status: 400},
+		{name: "id empty", path: "/users/", status: 400},
+		{name: "id with sub-path", path: "/users/1/orders", status: 400},
+		{name: "id sql metacharacters", path: "/users/1%27%20OR%201=1--", status: 400},
+		{name: "product id bad", path: "/products/x1", status: 400},
+		{name: "inventory id bad", path: "/inventory/-5", status: 400},
+		{name: "ids missing", path: "/products", status: 400},
+		{name: "ids empty", path: "/products?ids=", status: 400},
+		{name: "ids malformed", path: "/products?ids=1,,2", status: 400},
+		{name: "ids trailing comma", path: "/products?ids=1,2,", status: 400},
+		{name: "ids not numeric", path: "/products?ids=1,a", status: 400},
+		{name: "ids too many", path: "/products?ids=" + long, status: 400},
+		{name: "sku too long", path: "/products/by-sku/" + strings.Repeat("S", 65), status: 400},
+		{name: "unknown route", path: "/nope", status: 404},
+		{name: "root", path: "/", status: 404},
+		{name: "wrong method", method: http.MethodPost, path: "/users/1", status: 405, header: map[string]string{"Allow": "GET, HEAD"}},
+		{name: "wrong method delete", method: http.MethodDelete, path: "/products/1", status: 405, header: map[string]string{"Allow": "GET, HEAD"}},
+		{name: "oversized headers", path: "/users/1", headers: map[string]string{"X-Big": strings.Repeat("a", 20<<10)}, status: 431},
+		{name: "oversized body", method: http.MethodPost, path: "/users/1", body: strings.Repeat("b", 64<<10), status: 413},
+		{name: "invalid request id replaced", path: "/users/1", headers: map[string]string{"X-Request-ID": "bad id with spaces"}, status: 200},
+		{name: "too long request id replaced", path: "/users/1", headers: map[string]string{"X-Request-ID": strings.Repeat("a", 129)}, status: 200},
+	} {
+		t.Run(sc.name, func(t *testing.T) { sc.run(t, base) })
+	}
+}
+
+// TestRequestIDGenerated checks that an id is generated when the caller
+// sends none or a malformed one, and that ids differ.
+func TestRequestIDGenerated(t *testing.T) {
+	base := startAPI(t, nil)
+	seen := map[string]bool{}
+	for _, h := range []string{"", "bad id", strings.Repeat("x", 200)} {
+		req, _ := http.NewRequest(http.MethodGet, base+"/users/1", nil)
+		if h != "" {
+			req.Header.Set("X-Request-ID", h)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		id := resp.Header.Get("X-Request-ID")
+		if !validID.MatchString(id) || id == h || seen[id] {
+			t.Errorf("generated id %q for caller id %q", id, h)
+		}
+		seen[id] = true
+	}
+}
+
+// TestRawGarbage sends malformed HTTP on a raw socket: a 400 in the error
+// model, never a 500, and the server keeps serving.
+func TestRawGarbage(t *testing.T) {
+	base := startAPI(t, func(c *httpapi.Config) { c.ReadTimeout = time.Second })
+	addr := strings.TrimPrefix(base, "http://")
+	for _, raw := range []string{
+		"\x00\x01\x02garbage\r\n\r\n",
+		"GET /users/1 HTTP/1.1\r\nHost\r\n\r\n",
+		"GET /users/\xff\xfe HTTP/1.1\r\nHost: x\r\n\r\n",
+		"GET /../../etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n",
+		"GET /users/1 HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
+	} {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+		_, _ = c.Write([]byte(raw))
+		reply, _ := io.ReadAll(c)
+		c.Close()
+		if bytes.HasPrefix(reply, []byte("HTTP/1.1 5")) {
+			t.Errorf("%q: got a 5xx: %s", raw, reply)
+		}
+	}
+	resp, err := http.Get(base + "/users/1")
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("server stopped serving after garbage: %v", err)
+	}
+	resp.Body.Close()
+}

@@ -1,0 +1,222 @@
+package postgres_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"storefront/internal/pgtest"
+	"storefront/internal/postgres"
+	"storefront/internal/shop"
+)
+
+// truthUsers reads every user straight from the database, the reference the
+// service's answers are compared with.
+func truthUsers(t *testing.T, pool *pgxpool.Pool) (live map[int64]shop.User, deleted []int64) {
+	t.Helper()
+	rows, err := pool.Query(context.Background(), `SELECT user_id, username, email, last_active, deleted_at IS NOT NULL FROM users`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	live = map[int64]shop.User{}
+	for rows.Next() {
+		var u shop.User
+		var del bool
+		if err := rows.Scan(&u.ID, &u.Username, &u.Email, &u.LastActive, &del); err != nil {
+			t.Fatal(err)
+		}
+		if del {
+			deleted = append(deleted, u.ID)
+		} else {
+			live[u.ID] = u
+		}
+	}
+	if len(deleted) == 0 {
+		t.Fatal("seed data has no soft-deleted users")
+	}
+	return live, deleted
+}
+
+// TestConcurrentLookupsMatchDatabase fires 10,000 concurrent lookups with
+// duplicates, missing ids and soft-deleted ids, coalescing on, and checks
+// every answer against the database.
+func TestConcurrentLookupsMatchDatabase(t *testing.T) {
+	for _, coalesce := range []bool{true, false} {
+		t.Run(fmt.Sprintf("coalesce=%v", coalesce), func(t *testing.T) {
+			db := openDB(t, func(c *postgres.Config) { c.Coalesce = coalesce; c.MaxConns = 8; c.AcquireTimeout = 5 * time.Second })
+			live, deleted := truthUsers(t, db.Pool())
+			n := 10_000
+			if !coalesce {
+				n = 2_000
+			}
+			rng := rand.New(rand.NewPCG(1, 2))
+			ids := make([]int64, n)
+			for i := range ids {
+				switch r := rng.IntN(10); {
+				case r == 0:
+					ids[i] = deleted[rng.IntN(len(deleted))]
+				case r == 1:
+					ids[i] = pgtest.Users + 1 + rng.Int64N(1000) // missing
+				default:
+					ids[i] = 1 + rng.Int64N(50) // hot, many duplicates
+					if r > 5 {
+						ids[i] = 1 + rng.Int64N(pgtest.Users)
+					}
+				}
+			}
+			var wg sync.WaitGroup
+			errs := make(chan error, n)
+			for _, id := range ids {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+					defer cancel()
+					u, err := db.User(ctx, id)
+					want, ok := live[id]
+					switch {
+					case !ok && shop.ErrorCode(err) != shop.ENOTFOUND:
+						errs <- fmt.Errorf("user %d: want not found, got %+v, %v", id, u, err)
+					case ok && err != nil:
+						errs <- fmt.Errorf("user %d: %v", id, err)
+					case ok && (u.ID != want.ID || u.Username != want.Username || u.Email != want.Email || !u.LastActive.Equal(want.LastActive)):
+						errs <- fmt.Errorf("user %d: got %+v, want %+v", id, u, want)
+					}
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			count := 0
+			for err := range errs {
+				if count < 10 {
+					t.Error(err)
+				}
+				count++
+			}
+			if count > 0 {
+				t.Fatalf("%d of %d lookups wrong", count, n)
+			}
+		})
+	}
+}
+
+func TestProductsAndStock(t *testing.T) {
+	db := openDB(t, nil)
+	ctx := context.Background()
+	var deletedID int64
+	var sku string
+	if err := db.Pool().QueryRow(ctx, `SELECT product_id FROM products WHERE deleted_at IS NOT NULL LIMIT 1`).Scan(&deletedID); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Pool().QueryRow(ctx, `SELECT sku FROM products WHERE product_id = 5`).Scan(&sku); err != nil {
+		t.Fatal(err)
+	}
+
+	p, err := db.Product(ctx, 5)
+	if err != nil || p.ID != 5 || p.SKU != sku {
+		t.Fatalf("Product(5) = %+v, %v", p, err)
+	}
+	if p2, err := db.ProductBySKU(ctx, sku); err != nil || p2 != p {
+		t.Fatalf("ProductBySKU(%q) = %+v, %v; want %+v", sku, p2, err, p)
+	}
+	if _, err := db.Product(ctx, deletedID); shop.ErrorCode(err) != shop.ENOTFOUND {
+		t.Errorf("deleted product: err = %v, want not found", err)
+	}
+	if _, err := db.ProductBySKU(ctx, "no-such-sku"); shop.ErrorCode(err) != shop.ENOTFOUND {
+		t.Errorf("unknown sku: err = %v", err)
+	}
+
+	list, err := db.Products(ctx, []int64{9, 3, 999999, deletedID, 3, 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []int64
+	for _, p := range list {
+		got = append(got, p.ID)
+	}
+	if fmt.Sprint(got) != fmt.Sprint([]int64{9, 3, 7}) {
+		t.Errorf("Products order = %v, want [9 3 7]", got)
+	}
+
+	var rows, total int64
+	if err := db.Pool().QueryRow(ctx, `SELECT count(*), coalesce(sum(on_hand - reserved), 0) FROM inventory WHERE product_id = 5`).Scan(&rows, &total); err != nil {
+		t.Fatal(err)
+	}
+	st, err := db.Stock(ctx, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int64(len(st.Warehouses)) != rows || st.Available() != total {
+		t.Errorf("Stock(5): %d warehouses, %d available; want %d, %d", len(st.Warehouses), st.Available(), rows, total)
+	}
+	if _, err := db.Stock(ctx, deletedID); shop.ErrorCode(err) != shop.ENOTFOUND {
+		t.Errorf("stock of deleted product: %v", err)
+	}
+	if _, err := db.Stock(ctx, 10_000_000); shop.ErrorCode(err) != shop.ENOTFOUND {
+		t.Errorf("stock of unknown product: %v", err)
+	}
+}
+
+func TestMigrations(t *testing.T) {
+	ctx := context.Background()
+	pool, err := pgxpool.New(ctx, pgtest.NewEmptyDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if err := postgres.CheckSchema(ctx, pool); err == nil {
+		t.Fatal("CheckSchema passed on an empty database")
+	}
+	applied, err := postgres.Migrate(ctx, pool)
+	if err != nil || len(applied) != postgres.LatestVersion() {
+		t.Fatalf("Migrate = %v, %v", applied, err)
+	}
+	if again, err := postgres.Migrate(ctx, pool); err != nil || len(again) != 0 {
+		t.Fatalf("second Migrate = %v, %v; want nothing to do", again, err)
+	}
+	if err := postgres.CheckSchema(ctx, pool); err != nil {
+		t.Fatalf("CheckSchema after migrate: %v", err)
+	}
+	// The constraints of the schema hold.
+	_, err = pool.Exec(ctx, `INSERT INTO warehouses VALUES (1, 'X', 'x');
+		INSERT INTO inventory (product_id, warehouse_id, on_hand, reserved) VALUES (1, 1, 5, 6)`)
+	if err == nil {
+		t.Error("reserved > on_hand was accepted")
+	}
+}
+
+// TestUnavailable checks that a database that cannot answer in time is an
+// EUNAVAILABLE error, not an internal one: a statement that outlives the
+// statement timeout and a pool with no free connection.
+func TestUnavailable(t *testing.T) {
+	db := openDB(t, func(c *postgres.Config) {
+		c.MaxConns, c.MinConns = 1, 0
+		c.AcquireTimeout = 50 * time.Millisecond
+		c.StatementTimeout = 100 * time.Millisecond
+	})
+	ctx := context.Background()
+	if _, err := db.Pool().Exec(ctx, `SELECT pg_sleep(1)`); err == nil {
+		t.Fatal("pg_sleep(1) outlived a 100 ms statement timeout")
+	}
+	// Hold the only connection: the lookup cannot get one.
+	conn, err := db.Pool().Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = db.User(ctx, 1)
+	conn.Release()
+	var se *shop.Error
+	if !errors.As(err, &se) || se.Code != shop.EUNAVAILABLE {
+		t.Fatalf("lookup with exhausted pool: %v, want unavailable", err)
+	}
+	if _, err := db.User(ctx, 1); err != nil {
+		t.Fatalf("lookup after release: %v", err)
+	}
+}
