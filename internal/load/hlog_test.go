@@ -65,25 +65,8 @@ func sameCounts(a, b *hdrhistogram.Histogram) bool {
 	return na.Merge(a) == 0 && nb.Merge(b) == 0 && na.Equals(nb)
 }
 
-// compactRecording is syntheticRecording with histograms as the engine
-// stores them: highest trackable value just above the interval's maximum.
-func compactRecording(t *testing.T) *Recording {
-	rec := syntheticRecording(t)
-	for i := range rec.Intervals {
-		iv := &rec.Intervals[i]
-		for _, h := range []**hdrhistogram.Histogram{&iv.Corrected, &iv.Uncorrected} {
-			c := hdrhistogram.New(HistMinUS, max((*h).Max(), 2), HistSigFig)
-			if c.Merge(*h) != 0 {
-				t.Fatal("compact copy dropped values")
-			}
-			*h = c
-		}
-	}
-	return rec
-}
-
 func TestHlogKeepsCompactHistograms(t *testing.T) {
-	rec := compactRecording(t)
+	rec := syntheticRecording(t)
 	back := readHlogString(t, writeHlogString(t, rec))
 	sameIntervals(t, back, rec)
 	for i, iv := range back.Intervals {
@@ -110,6 +93,10 @@ func TestHlogRoundTrip(t *testing.T) {
 	// Sub-millisecond start times and an odd interval length.
 	rec.Meta.Started = rec.Meta.Started.Add(123456789 * time.Nanosecond)
 	rec.Intervals[29].End = rec.Intervals[29].Start.Add(437 * time.Millisecond)
+	// A full-range histogram.
+	full := NewHistogram()
+	full.Merge(rec.Intervals[3].Corrected)
+	rec.Intervals[3].Corrected = full
 	// An interval with nothing in it, and nil histograms and maps.
 	rec.Intervals = append(rec.Intervals, Interval{Start: rec.Intervals[29].End, End: rec.Intervals[29].End.Add(time.Second)})
 

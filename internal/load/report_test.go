@@ -69,7 +69,7 @@ var reportTestStart = time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC)
 // syntheticRecording is a deterministic open-model run at 200 requests/s
 // for 30 one-second intervals: mostly fast responses, a slow stretch in
 // the middle (where corrected latency grows well past uncorrected), a few
-// 404s, 503s and timeouts.
+// 404s, 503s and timeouts. Its histograms are compact, as the engine's.
 func syntheticRecording(t testing.TB) *Recording {
 	t.Helper()
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -119,9 +119,20 @@ func syntheticRecording(t testing.TB) *Recording {
 		}
 		iv.Sent = 200 + iv.Errors["timeout"]
 		iv.InFlight = int64(3 + i%4)
+		// As the engine stores them: the range only just covers the values.
+		iv.Corrected, iv.Uncorrected = compactCopy(t, iv.Corrected), compactCopy(t, iv.Uncorrected)
 		rec.Intervals = append(rec.Intervals, iv)
 	}
 	return rec
+}
+
+func compactCopy(t testing.TB, h *hdrhistogram.Histogram) *hdrhistogram.Histogram {
+	t.Helper()
+	c := hdrhistogram.New(HistMinUS, max(h.Max(), 2), HistSigFig)
+	if c.Merge(h) != 0 {
+		t.Fatal("compact copy dropped values")
+	}
+	return c
 }
 
 func mustRecord(t testing.TB, h *hdrhistogram.Histogram, us int64) {
