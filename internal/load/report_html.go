@@ -537,7 +537,8 @@ path.line, line.key { fill: none; stroke-width: 1.6; }
 <tbody>
 {{range .Statuses}}<tr><td>{{.Label}}</td><td class="num">{{.Count}}</td></tr>
 {{else}}<tr><td>none</td><td></td></tr>
-{{end}}</tbody>
+{{end}}</tbody></table>
+<table>
 <thead><tr><th>transport error</th><th class="num">count</th></tr></thead>
 <tbody>
 {{range .Transport}}<tr><td>{{.Label}}</td><td class="num">{{.Count}}</td></tr>

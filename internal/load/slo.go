@@ -173,7 +173,7 @@ func parseObjective(term string) (objective, error) {
 				return objective{}, fmt.Errorf("slo %q: a percentage of the target rate is at most 100%%", term)
 			}
 			o.kind, o.limit = objRateRatio, v/100
-		case "/s", "rps":
+		case "/s":
 			o.kind = objRateAbsolute
 		default:
 			return objective{}, fmt.Errorf("slo %q: unknown unit %q; rate takes a ratio of the target (rate>=0.99, rate>=99%%) or requests per second (rate>=50000, rate>=500/s)", term, unit)
