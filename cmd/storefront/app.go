@@ -42,6 +42,9 @@ type Main struct {
 
 // NewMain returns an unstarted program.
 func NewMain(cfg Config, logger *slog.Logger) *Main {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
 	return &Main{cfg: cfg, logger: logger, done: make(chan error, 2)}
 }
 

@@ -13,9 +13,8 @@ import (
 
 func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	cfg := DefaultConfig()
-	fs := flag.NewFlagSet("storefront serve", flag.ContinueOnError)
+	fs := newServeFlagSet(&cfg)
 	fs.SetOutput(stderr)
-	bindServeFlags(fs, &cfg)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -118,4 +117,10 @@ func seedCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fmt.Fprintf(stdout, "seeded in %s: %d users, %d products, %d warehouses, %d inventory rows inserted\n",
 		st.Elapsed.Round(time.Millisecond), st.Users, st.Products, st.Warehouses, st.Inventory)
 	return nil
+}
+
+func newServeFlagSet(cfg *Config) *flag.FlagSet {
+	fs := flag.NewFlagSet("storefront serve", flag.ContinueOnError)
+	bindServeFlags(fs, cfg)
+	return fs
 }

@@ -1,0 +1,63 @@
+# storefront: build, run, test and benchmark.
+GO        ?= go
+BIN       := bin
+GOFLAGS   ?=
+FUZZTIME  ?= 10s
+DATA_DIR  ?= ./data
+
+.PHONY: all build run test vet lint fuzz bench bench-compare faults postgres clean help
+
+all: build
+
+help:
+	@echo "make run            build and serve on :8080 with a private PostgreSQL under $(DATA_DIR)"
+	@echo "make test           vet, the whole test suite with the race detector, short fuzzing"
+	@echo "make bench          system benchmark with loadgen (results under bench/results/)"
+	@echo "make bench-compare  static vs database-backed routes, coalescing on and off"
+	@echo "make faults         the full fault-injection suite"
+
+build: $(BIN)/storefront $(BIN)/loadgen
+
+$(BIN)/storefront: FORCE
+	$(GO) build $(GOFLAGS) -o $@ ./cmd/storefront
+
+$(BIN)/loadgen: FORCE
+	$(GO) build $(GOFLAGS) -o $@ ./cmd/loadgen
+
+FORCE:
+
+# PostgreSQL server binaries (installed with apt-get when absent).
+postgres:
+	@./scripts/ensure-postgres.sh
+
+run: postgres $(BIN)/storefront
+	./$(BIN)/storefront serve --data-dir $(DATA_DIR)
+
+vet:
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+lint: vet
+
+test: postgres vet
+	$(GO) test -race -count=1 -timeout 12m ./...
+	$(MAKE) fuzz
+
+# Each fuzz target runs for FUZZTIME on top of its committed seed corpus.
+fuzz:
+	@set -e; for target in FuzzAppendString FuzzAppendUser FuzzParseID FuzzRoute; do \
+		echo "fuzz $$target ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) ./internal/httpapi; \
+	done
+
+bench: postgres build
+	./bench/run.sh
+
+bench-compare: postgres build
+	./bench/compare.sh
+
+faults: postgres build
+	$(GO) test -count=1 -timeout 30m -tags faults ./faults/...
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,334 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"storefront/internal/pgembed"
+	"storefront/internal/pgtest"
+)
+
+func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+
+// binary builds the real storefront binary once per test run.
+var binary = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "storefront-bin-")
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "storefront")
+	out, err := exec.Command("go", "build", "-o", path, ".").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go build: %v\n%s", err, out)
+	}
+	return path, nil
+})
+
+func buildBinary(t *testing.T) string {
+	t.Helper()
+	path, err := binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func waitHTTP(t *testing.T, url string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s did not answer within %s", url, timeout)
+}
+
+// TestServeEmbeddedDefault starts the program as `serve` does without a
+// DSN: a private PostgreSQL from an empty data directory, migrated and
+// seeded, answering /users/1. A second program on the same data directory
+// is refused; a restart finds the data again.
+func TestServeEmbeddedDefault(t *testing.T) {
+	dir, cleanup, err := pgembed.MkdirTemp("storefront-serve-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cleanup()
+	cfg := DefaultConfig()
+	cfg.Addr, cfg.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.DataDir = filepath.Join(dir, "data")
+	cfg.DemoUsers, cfg.DemoProducts = 2000, 200
+	ctx := context.Background()
+
+	m := NewMain(cfg, nil)
+	m.logger = newLogger(Config{LogLevel: "warn", LogFormat: "text"})
+	if err := m.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var u struct {
+		UserID   int64  `json:"user_id"`
+		Username string `json:"username"`
+	}
+	getJSON(t, "http://"+m.Addr()+"/users/1", 200, &u)
+	if u.UserID != 1 || u.Username == "" {
+		t.Fatalf("/users/1 = %+v", u)
+	}
+	resp, err := http.Get("http://" + m.AdminAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`storefront_http_requests_total{route="/users/{id}",status="200"} 1`, "storefront_db_pool_connections", "storefront_http_request_duration_seconds_bucket"} {
+		if !bytes.Contains(metrics, []byte(want)) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+
+	second := NewMain(cfg, m.logger)
+	err = second.Run(ctx)
+	if err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Errorf("second serve on the same data dir: err = %v, want an 'in use' error", err)
+	}
+	_ = second.Close(ctx)
+
+	if err := m.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	again := NewMain(cfg, m.logger)
+	if err := again.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close(ctx)
+	getJSON(t, "http://"+again.Addr()+"/users/1", 200, &u)
+}
+
+func getJSON(t *testing.T, url string, status int, v any) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != status {
+		t.Fatalf("GET %s: %d %s", url, resp.StatusCode, body)
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		t.Fatalf("GET %s: %v: %s", url, err, body)
+	}
+}
+
+// TestSIGTERMDrainsInFlight runs the real binary, holds its queries in
+// flight behind a table lock, sends SIGTERM, and checks that /readyz turns
+// 503 at once, every in-flight request is answered 200, and the process
+// exits 0.
+func TestSIGTERMDrainsInFlight(t *testing.T) {
+	bin := buildBinary(t)
+	dsn := pgtest.NewDatabase(t)
+	addr := freePort(t)
+	cmd := exec.Command(bin, "serve", "--dsn", dsn, "--addr", addr, "--admin-addr", "",
+		"--statement-timeout", "10s", "--request-timeout", "15s", "--shutdown-delay", "300ms", "--drain-timeout", "10s", "--log-level", "warn")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+		}
+	}()
+	base := "http://" + addr
+	waitHTTP(t, base+"/healthz", 15*time.Second)
+
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "LOCK TABLE users IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+
+	const inFlight = 40
+	results := make(chan string, inFlight)
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: inFlight, DisableKeepAlives: true}}
+	for i := range inFlight {
+		go func() {
+			resp, err := client.Get(fmt.Sprintf("%s/users/%d", base, i+1))
+			if err != nil {
+				results <- err.Error()
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			results <- resp.Status
+		}()
+	}
+	waitBlocked(t, conn, 5*time.Second)
+	time.Sleep(100 * time.Millisecond) // every request has reached the server
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	resp, err := http.Get(base + "/readyz")
+	if err != nil {
+		t.Fatalf("/readyz during the shutdown delay: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("/readyz after SIGTERM = %d, want 503", resp.StatusCode)
+	}
+	time.Sleep(500 * time.Millisecond) // the listener is closed now; requests still wait on the lock
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	for range inFlight {
+		select {
+		case r := <-results:
+			// A few seeded users are soft-deleted: 404 is an answer too.
+			if r != "200 OK" && r != "404 Not Found" {
+				t.Errorf("in-flight request: %s", r)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("in-flight request not answered")
+		}
+	}
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("exit: %v\n%s", err, stderr.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("process did not exit within the drain deadline")
+	}
+}
+
+// waitBlocked waits until some storefront query waits on the table lock.
+func waitBlocked(t *testing.T, conn *pgx.Conn, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		var n int
+		err := conn.QueryRow(context.Background(),
+			`SELECT count(*) FROM pg_stat_activity WHERE application_name = 'storefront' AND wait_event_type = 'Lock'`).Scan(&n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n > 0 {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("no storefront query ever waited on the lock")
+}
+
+// TestCommands drives migrate, seed and serve's schema check through the
+// same entry point as the binary.
+func TestCommands(t *testing.T) {
+	dsn := pgtest.NewEmptyDatabase(t)
+	runCmd := func(args ...string) (int, string, string) {
+		var out, errOut bytes.Buffer
+		code := run(args, &out, &errOut)
+		return code, out.String(), errOut.String()
+	}
+
+	if code, _, errOut := runCmd("serve", "--dsn", dsn, "--addr", "127.0.0.1:0", "--admin-addr", ""); code != 1 || !strings.Contains(errOut, "storefront migrate") {
+		t.Errorf("serve on an empty database: exit %d, %q; want 1 and a hint to migrate", code, errOut)
+	}
+	if code, out, errOut := runCmd("migrate", "--dsn", dsn); code != 0 || !strings.Contains(out, "applied migrations") {
+		t.Fatalf("migrate: exit %d %q %q", code, out, errOut)
+	}
+	if code, out, _ := runCmd("migrate", "--dsn", dsn); code != 0 || !strings.Contains(out, "up to date") {
+		t.Fatalf("second migrate: exit %d %q", code, out)
+	}
+	code, out, errOut := runCmd("seed", "--dsn", dsn, "--users", "500", "--products", "50", "--quiet")
+	if code != 0 || !strings.Contains(out, "500 users") {
+		t.Fatalf("seed: exit %d %q %q", code, out, errOut)
+	}
+	if code, out, _ := runCmd("seed", "--dsn", dsn, "--users", "500", "--products", "50", "--quiet"); code != 0 || !strings.Contains(out, " 0 users, 0 products") {
+		t.Fatalf("second seed inserted rows: exit %d %q", code, out)
+	}
+
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{}, "Usage"},
+		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
+		{[]string{"serve", "--pool-max-conns", "x"}, "pool-max-conns"},
+		{[]string{"serve", "--log-level", "loud"}, "--log-level"},
+		{[]string{"serve", "--pool-min-conns", "50", "--pool-max-conns", "10"}, "exceeds max"},
+		{[]string{"serve", "extra"}, `unexpected argument "extra"`},
+		{[]string{"seed", "--dsn", dsn, "--users", "-1"}, "users"},
+		{[]string{"migrate", "--dsn", "postgres://nobody@127.0.0.1:1/x?connect_timeout=1"}, "unavailable"},
+	} {
+		code, _, errOut := runCmd(tc.args...)
+		if code == 0 || !strings.Contains(errOut, tc.want) {
+			t.Errorf("storefront %v: exit %d, stderr %q; want non-zero and %q", tc.args, code, errOut, tc.want)
+		}
+		if code == 2 && strings.Count(strings.TrimSpace(errOut), "\n") > 2 && len(tc.args) > 0 {
+			t.Errorf("storefront %v: usage error spans many lines: %q", tc.args, errOut)
+		}
+	}
+}
+
+// TestEnvironmentConfig checks that STOREFRONT_* variables fill flags and
+// that flags win.
+func TestEnvironmentConfig(t *testing.T) {
+	cfg := DefaultConfig()
+	fs := newServeFlagSet(&cfg)
+	env := map[string]string{"STOREFRONT_POOL_MAX_CONNS": "33", "STOREFRONT_ADDR": ":1111", "STOREFRONT_COALESCE": "false"}
+	if err := fs.Parse([]string{"--addr", ":2222"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := applyEnv(fs, func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.DB.MaxConns != 33 || cfg.Addr != ":2222" || cfg.DB.Coalesce {
+		t.Errorf("got max conns %d, addr %q, coalesce %v", cfg.DB.MaxConns, cfg.Addr, cfg.DB.Coalesce)
+	}
+	env = map[string]string{"STOREFRONT_DRAIN_TIMEOUT": "soon"}
+	if err := applyEnv(newServeFlagSet(&cfg), func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err == nil || !strings.Contains(err.Error(), "STOREFRONT_DRAIN_TIMEOUT") {
+		t.Errorf("bad env value: %v", err)
+	}
+}
