@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
@@ -59,20 +60,11 @@ func (m *Main) Run(ctx context.Context) error {
 	m.db, m.pg = db, pg
 
 	if m.cfg.Migrate || pg != nil {
-		applied, err := postgres.Migrate(ctx, db.Pool())
-		if err != nil {
+		if err := m.prepareSchema(ctx, pg != nil); err != nil {
 			return err
-		}
-		if len(applied) > 0 {
-			m.logger.Info("applied migrations", "versions", applied)
 		}
 	} else if err := postgres.CheckSchema(ctx, db.Pool()); err != nil {
 		return err
-	}
-	if pg != nil {
-		if err := m.seedDemo(ctx); err != nil {
-			return err
-		}
 	}
 
 	reg := prometheus.NewRegistry()
@@ -178,17 +170,34 @@ func (m *Main) PrintWelcome(w io.Writer) {
 	fmt.Fprintln(w, "Stop with Ctrl-C.")
 }
 
-// seedDemo loads the demo data set into an empty private database.
-func (m *Main) seedDemo(ctx context.Context) error {
-	var any bool
-	if err := m.db.Pool().QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM users)`).Scan(&any); err != nil {
+// prepareSchema migrates the database and, for the private PostgreSQL,
+// seeds the demo data set when it is empty. Both run on a maintenance pool
+// without the serving statement timeout.
+func (m *Main) prepareSchema(ctx context.Context, seedDemo bool) error {
+	pool, err := postgres.OpenMaintenance(ctx, m.dbDSN())
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	applied, err := postgres.Migrate(ctx, pool)
+	if err != nil {
+		return err
+	}
+	if len(applied) > 0 {
+		m.logger.Info("applied migrations", "versions", applied)
+	}
+	if !seedDemo {
+		return nil
+	}
+	var seeded bool
+	if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM users)`).Scan(&seeded); err != nil {
 		return fmt.Errorf("checking for demo data: %w", err)
 	}
-	if any || (m.cfg.DemoUsers == 0 && m.cfg.DemoProducts == 0) {
+	if seeded || (m.cfg.DemoUsers == 0 && m.cfg.DemoProducts == 0) {
 		return nil
 	}
 	m.logger.Info("first start: seeding demo data", "users", m.cfg.DemoUsers, "products", m.cfg.DemoProducts)
-	st, err := seed.Run(ctx, m.db.Pool(), seed.Config{Users: m.cfg.DemoUsers, Products: m.cfg.DemoProducts, Warehouses: 3, Seed: 1})
+	st, err := seed.Run(ctx, pool, seed.Config{Users: m.cfg.DemoUsers, Products: m.cfg.DemoProducts, Warehouses: 3, Seed: 1})
 	if err != nil {
 		return fmt.Errorf("seeding demo data: %w", err)
 	}
@@ -196,29 +205,23 @@ func (m *Main) seedDemo(ctx context.Context) error {
 	return nil
 }
 
-// connect opens the pool on cfg.DSN, or starts the private PostgreSQL
-// under cfg.DataDir and opens the pool on it.
-func connect(ctx context.Context, cfg Config, logger *slog.Logger) (*postgres.DB, *pgembed.Server, error) {
-	dbCfg := cfg.DB
-	var pg *pgembed.Server
-	if cfg.DSN != "" {
-		dbCfg.DSN = cfg.DSN
-	} else {
-		dir, err := filepath.Abs(cfg.DataDir)
-		if err != nil {
-			return nil, nil, err
-		}
-		pg, err = pgembed.Start(ctx, pgembed.Config{DataDir: dir, Logger: logger})
-		if err != nil {
-			return nil, nil, err
-		}
-		if err := ensureDatabase(ctx, pg, embeddedDatabase); err != nil {
-			_ = pg.Stop(context.Background())
-			return nil, nil, err
-		}
-		dbCfg.DSN = pg.DSN(embeddedDatabase)
-		logger.Info("private PostgreSQL running", "data_dir", dir, "psql", pg.DSN(embeddedDatabase))
+// dbDSN is the DSN the program's pool uses.
+func (m *Main) dbDSN() string {
+	if m.pg != nil {
+		return m.pg.DSN(embeddedDatabase)
 	}
+	return m.cfg.DSN
+}
+
+// connect opens the serving pool on cfg.DSN, or starts the private
+// PostgreSQL under cfg.DataDir and opens the pool on it.
+func connect(ctx context.Context, cfg Config, logger *slog.Logger) (*postgres.DB, *pgembed.Server, error) {
+	dsn, pg, err := resolveDatabase(ctx, cfg, logger)
+	if err != nil {
+		return nil, nil, err
+	}
+	dbCfg := cfg.DB
+	dbCfg.DSN = dsn
 	db, err := postgres.Open(ctx, dbCfg, logger)
 	if err != nil {
 		if pg != nil {
@@ -229,20 +232,48 @@ func connect(ctx context.Context, cfg Config, logger *slog.Logger) (*postgres.DB
 	return db, pg, nil
 }
 
-// openDatabase is connect for one-shot commands: the returned func closes
-// the pool and stops the private PostgreSQL if one was started.
-func openDatabase(ctx context.Context, cfg Config, logger *slog.Logger) (*postgres.DB, func(), error) {
-	cfg.DB.MinConns = 0
-	db, pg, err := connect(ctx, cfg, logger)
+// resolveDatabase returns cfg.DSN, or starts the private PostgreSQL under
+// cfg.DataDir (creating its database on first start) and returns its DSN
+// and the server, which the caller stops.
+func resolveDatabase(ctx context.Context, cfg Config, logger *slog.Logger) (string, *pgembed.Server, error) {
+	if cfg.DSN != "" {
+		return cfg.DSN, nil, nil
+	}
+	dir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return "", nil, err
+	}
+	pg, err := pgembed.Start(ctx, pgembed.Config{DataDir: dir, Logger: logger})
+	if err != nil {
+		return "", nil, err
+	}
+	if err := ensureDatabase(ctx, pg, embeddedDatabase); err != nil {
+		_ = pg.Stop(context.Background())
+		return "", nil, err
+	}
+	logger.Info("private PostgreSQL running", "data_dir", dir, "psql", pg.DSN(embeddedDatabase))
+	return pg.DSN(embeddedDatabase), pg, nil
+}
+
+// openMaintenance opens a maintenance pool (no statement timeout) for the
+// one-shot commands; the returned func closes it and stops the private
+// PostgreSQL if one was started.
+func openMaintenance(ctx context.Context, cfg Config, logger *slog.Logger) (*pgxpool.Pool, func(), error) {
+	dsn, pg, err := resolveDatabase(ctx, cfg, logger)
 	if err != nil {
 		return nil, nil, err
 	}
-	return db, func() {
-		db.Close()
+	stop := func() {
 		if pg != nil {
 			_ = pg.Stop(context.Background())
 		}
-	}, nil
+	}
+	pool, err := postgres.OpenMaintenance(ctx, dsn)
+	if err != nil {
+		stop()
+		return nil, nil, err
+	}
+	return pool, func() { pool.Close(); stop() }, nil
 }
 
 // ensureDatabase creates name in the private cluster on first start.

@@ -56,12 +56,12 @@ func migrateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err := cfg.Validate(); err != nil {
 		return usageError{err}
 	}
-	db, closeDB, err := openDatabase(ctx, cfg, newLogger(cfg))
+	pool, closeDB, err := openMaintenance(ctx, cfg, newLogger(cfg))
 	if err != nil {
 		return err
 	}
 	defer closeDB()
-	applied, err := postgres.Migrate(ctx, db.Pool())
+	applied, err := postgres.Migrate(ctx, pool)
 	if err != nil {
 		return err
 	}
@@ -97,20 +97,20 @@ func seedCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		sc.Progress = seed.ProgressPrinter(stderr)
 	}
 	logger := newLogger(cfg)
-	db, closeDB, err := openDatabase(ctx, cfg, logger)
+	pool, closeDB, err := openMaintenance(ctx, cfg, logger)
 	if err != nil {
 		return err
 	}
 	defer closeDB()
 	if cfg.DSN == "" {
 		// The private database is ours: bring its schema up to date first.
-		if _, err := postgres.Migrate(ctx, db.Pool()); err != nil {
+		if _, err := postgres.Migrate(ctx, pool); err != nil {
 			return err
 		}
-	} else if err := postgres.CheckSchema(ctx, db.Pool()); err != nil {
+	} else if err := postgres.CheckSchema(ctx, pool); err != nil {
 		return err
 	}
-	st, err := seed.Run(ctx, db.Pool(), sc)
+	st, err := seed.Run(ctx, pool, sc)
 	if err != nil {
 		return err
 	}

@@ -185,3 +185,29 @@ var (
 	_ shop.InventoryService = (*DB)(nil)
 	_ shop.HealthChecker    = (*DB)(nil)
 )
+
+// OpenMaintenance opens a small pool for schema migrations and bulk loads:
+// no statement timeout (a COPY of a million rows takes seconds), a few
+// connections, closed by the caller when the work is done.
+func OpenMaintenance(ctx context.Context, dsn string) (*pgxpool.Pool, error) {
+	pc, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, shop.Errorf(shop.EINVALID, "invalid database DSN: %v", err)
+	}
+	pc.MaxConns = 4
+	pc.MinConns = 0
+	pc.ConnConfig.RuntimeParams["statement_timeout"] = "0"
+	pc.ConnConfig.RuntimeParams["application_name"] = "storefront-maintenance"
+	if pc.ConnConfig.ConnectTimeout == 0 {
+		pc.ConnConfig.ConnectTimeout = 5 * time.Second
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, shop.Wrap(shop.EINVALID, "invalid database configuration", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, shop.Wrap(shop.EUNAVAILABLE, "database unreachable", err)
+	}
+	return pool, nil
+}
