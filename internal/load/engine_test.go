@@ -1,0 +1,354 @@
+package load
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// totals adds up a recording.
+type totals struct {
+	sent, late, responses int64
+	errors                map[string]int64
+	statuses              map[int]int64
+}
+
+func sumUp(rec *Recording) totals {
+	t := totals{errors: map[string]int64{}, statuses: map[int]int64{}}
+	for _, iv := range rec.Intervals {
+		t.sent += iv.Sent
+		t.late += iv.LateSends
+		for k, n := range iv.Statuses {
+			t.statuses[k] += n
+			t.responses += n
+		}
+		for k, n := range iv.Errors {
+			t.errors[k] += n
+		}
+	}
+	return t
+}
+
+func newOKServer(t *testing.T) (*httptest.Server, *atomic.Int64) {
+	var hits atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		if r.URL.Path == "/missing" {
+			http.NotFound(w, r)
+			return
+		}
+		io.WriteString(w, "ok")
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &hits
+}
+
+func TestClosedModel(t *testing.T) {
+	srv, hits := newOKServer(t)
+	rec, err := Run(context.Background(), Config{Target: srv.URL, Duration: 2 * time.Second, Connections: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tot := sumUp(rec)
+	if rec.Meta.Model != "closed" || len(rec.Intervals) != 2 {
+		t.Errorf("model %q, %d intervals; want closed, 2", rec.Meta.Model, len(rec.Intervals))
+	}
+	if tot.sent < 100 || tot.responses != tot.sent || tot.statuses[200] != tot.sent || len(tot.errors) != 0 {
+		t.Errorf("sent %d, responses %d, statuses %v, errors %v", tot.sent, tot.responses, tot.statuses, tot.errors)
+	}
+	if hits.Load() < tot.sent {
+		t.Errorf("server saw %d requests, generator recorded %d", hits.Load(), tot.sent)
+	}
+	for _, iv := range rec.Intervals {
+		if !iv.Corrected.Equals(iv.Uncorrected) {
+			t.Error("closed model: corrected and uncorrected latency differ")
+		}
+		if d := iv.End.Sub(iv.Start); d < 900*time.Millisecond || d > 1500*time.Millisecond {
+			t.Errorf("interval of %v", d)
+		}
+	}
+}
+
+func TestOpenModelCountsAndWarmup(t *testing.T) {
+	srv, hits := newOKServer(t)
+	cfg := Config{Target: srv.URL, Rate: 200, Warmup: 500 * time.Millisecond, Duration: 1500 * time.Millisecond, Connections: 8}
+	rec, err := Run(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tot := sumUp(rec)
+	// Exactly the measured part of the schedule, none dropped, warm-up excluded.
+	if tot.sent != 300 || tot.responses != 300 {
+		t.Errorf("sent %d, responses %d; want 300 each", tot.sent, tot.responses)
+	}
+	if h := hits.Load(); h != 400 {
+		t.Errorf("server saw %d requests, want 100 warm-up + 300", h)
+	}
+	if rec.Meta.Model != "open" || rec.Meta.Warmup != cfg.Warmup || rec.Meta.Duration != cfg.Duration {
+		t.Errorf("meta %+v", rec.Meta)
+	}
+	if first := rec.Intervals[0].Start; first.Sub(rec.Meta.Started) != 0 {
+		t.Errorf("first interval starts %v after Meta.Started", first.Sub(rec.Meta.Started))
+	}
+}
+
+func TestStagedRun(t *testing.T) {
+	srv, _ := newOKServer(t)
+	stages, _ := ParseStages("1s:200,1s:0")
+	rec, err := Run(context.Background(), Config{Target: srv.URL, Stages: stages, StagesSpec: "1s:200,1s:0", Connections: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tot := sumUp(rec)
+	if tot.sent != 200 {
+		t.Errorf("sent %d, want the integral of the ramps: 200", tot.sent)
+	}
+	if len(rec.Intervals) != 2 || rec.Meta.Stages != "1s:200,1s:0" {
+		t.Errorf("%d intervals, meta %+v", len(rec.Intervals), rec.Meta)
+	}
+}
+
+func TestScenarioRun(t *testing.T) {
+	var users, missing atomic.Int64
+	var badID atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case strings.HasPrefix(r.URL.Path, "/users/"):
+			users.Add(1)
+			if id := strings.TrimPrefix(r.URL.Path, "/users/"); len(id) != 1 || id < "1" || id > "5" {
+				badID.Store(true)
+			}
+			if r.Header.Get("X-Request-ID") == "" {
+				badID.Store(true)
+			}
+		default:
+			missing.Add(1)
+			http.NotFound(w, r)
+		}
+	}))
+	defer srv.Close()
+	sc, err := ParseScenario([]byte(`
+headers: {X-Request-ID: "{uuid}"}
+requests:
+  - {weight: 3, path: "/users/{id}", params: {id: {min: 1, max: 5}}}
+  - {weight: 1, path: /missing}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := Run(context.Background(), Config{Target: srv.URL, Rate: 400, Duration: time.Second, Connections: 4, Scenario: sc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tot := sumUp(rec)
+	if tot.statuses[200]+tot.statuses[404] != 400 || badID.Load() {
+		t.Errorf("statuses %v, bad id or header seen: %v", tot.statuses, badID.Load())
+	}
+	if f := float64(users.Load()) / 400; f < 0.65 || f > 0.85 {
+		t.Errorf("users drawn %.2f of the time, want 0.75", f)
+	}
+}
+
+// TestUnsentAreCounted: a server that never answers and 2 connections; the
+// requests that never found a free connection are reported as unsent, so
+// sent + unsent is the whole schedule.
+func TestUnsentAreCounted(t *testing.T) {
+	ln := silentServer(t)
+	rec, err := Run(context.Background(), Config{Target: "http://" + ln.Addr().String(), Rate: 100, Duration: time.Second,
+		Connections: 2, Timeout: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tot := sumUp(rec)
+	if tot.sent+tot.errors[ErrUnsent] != 100 {
+		t.Errorf("sent %d + unsent %d, want 100", tot.sent, tot.errors[ErrUnsent])
+	}
+	if tot.errors[ErrTimeout] != tot.sent || tot.sent < 4 || tot.late == 0 {
+		t.Errorf("sent %d, late %d, errors %v: want every sent request timed out, most late", tot.sent, tot.late, tot.errors)
+	}
+	// Timed-out requests are in the latency histograms, at >= the timeout.
+	h := NewHistogram()
+	for _, iv := range rec.Intervals {
+		h.Merge(iv.Uncorrected)
+	}
+	if h.TotalCount() != tot.sent || h.Min() < 290_000 {
+		t.Errorf("timeouts recorded %d, min %dµs", h.TotalCount(), h.Min())
+	}
+}
+
+func TestCancel(t *testing.T) {
+	srv, _ := newOKServer(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(1200*time.Millisecond, cancel)
+	start := time.Now()
+	rec, err := Run(ctx, Config{Target: srv.URL, Rate: 100, Duration: time.Minute, Connections: 4})
+	if err != context.Canceled {
+		t.Errorf("err = %v, want context.Canceled", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("run took %v after a cancel at 1.2s", d)
+	}
+	if rec == nil || len(rec.Intervals) != 2 {
+		t.Fatalf("want the 2 intervals recorded before the cancel, got %+v", rec)
+	}
+	tot := sumUp(rec)
+	if tot.sent < 100 || tot.sent > 130 || tot.responses != tot.sent {
+		t.Errorf("sent %d, responses %d, want about 120", tot.sent, tot.responses)
+	}
+}
+
+func TestErrorKinds(t *testing.T) {
+	refused := closedPort(t)
+	cases := []struct {
+		name   string
+		target string
+		want   string
+	}{
+		{"refused", "http://" + refused, ErrConnectRefused},
+		{"timeout", "http://" + silentServer(t).Addr().String(), ErrTimeout},
+		{"reset", "http://" + resettingServer(t, true).Addr().String(), ErrReset},
+		{"eof", "http://" + resettingServer(t, false).Addr().String(), ErrEOF},
+		{"protocol", "http://" + garbageServer(t).Addr().String(), ErrProtocol},
+		{"dns", "http://no-such-host.invalid/", ErrDNS},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			rec, err := Run(context.Background(), Config{Target: c.target, Rate: 20, Duration: 500 * time.Millisecond,
+				Connections: 20, Timeout: 200 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			tot := sumUp(rec)
+			if tot.sent != 10 || tot.errors[c.want] != 10 {
+				t.Errorf("sent %d, errors %v; want 10 %s", tot.sent, tot.errors, c.want)
+			}
+		})
+	}
+}
+
+func TestCheckTarget(t *testing.T) {
+	srv, _ := newOKServer(t)
+	if err := CheckTarget(context.Background(), srv.URL, time.Second); err != nil {
+		t.Errorf("reachable: %v", err)
+	}
+	err := CheckTarget(context.Background(), "http://"+closedPort(t), time.Second)
+	if err == nil || !strings.Contains(err.Error(), "connect_refused") {
+		t.Errorf("refused: %v", err)
+	}
+	for _, bad := range []string{"", "ftp://x/", "http://", "::"} {
+		if err := CheckTarget(context.Background(), bad, time.Second); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestValidate(t *testing.T) {
+	ok := Config{Target: "http://127.0.0.1:1/"}
+	ok.SetDefaults()
+	if err := ok.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for name, mut := range map[string]func(*Config){
+		"negative rate":   func(c *Config) { c.Rate = -1 },
+		"huge rate":       func(c *Config) { c.Rate = 2e7 },
+		"rate and stages": func(c *Config) { c.Rate = 1; c.Stages = []Stage{{time.Second, 1}} },
+		"zero duration":   func(c *Config) { c.Duration = 0 },
+		"negative warmup": func(c *Config) { c.Warmup = -time.Second },
+		"zero timeout":    func(c *Config) { c.Timeout = 0 },
+		"no connections":  func(c *Config) { c.Connections = 0 },
+		"bad header":      func(c *Config) { c.Headers = []string{"no colon"} },
+		"bad placeholder": func(c *Config) { c.Headers = []string{"X-Id: {nope}"} },
+	} {
+		c := ok
+		mut(&c)
+		if err := c.Validate(); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
+
+// closedPort returns an address where nothing listens.
+func closedPort(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}
+
+// serveConns accepts connections and hands each to handle until the test ends.
+func serveConns(t *testing.T, handle func(net.Conn)) net.Listener {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go handle(c)
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+	})
+	return ln
+}
+
+// silentServer reads requests and never answers (holding the connection
+// until the client gives up).
+func silentServer(t *testing.T) net.Listener {
+	return serveConns(t, func(c net.Conn) {
+		defer c.Close()
+		io.Copy(io.Discard, c)
+	})
+}
+
+// resettingServer reads one request's head, then closes the connection:
+// with a reset (SO_LINGER 0) or with a plain FIN.
+func resettingServer(t *testing.T, reset bool) net.Listener {
+	return serveConns(t, func(c net.Conn) {
+		br := bufio.NewReader(c)
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil || line == "\r\n" {
+				break
+			}
+		}
+		if reset {
+			c.(*net.TCPConn).SetLinger(0)
+		}
+		c.Close()
+	})
+}
+
+// garbageServer answers every request with something that is not HTTP.
+func garbageServer(t *testing.T) net.Listener {
+	return serveConns(t, func(c net.Conn) {
+		defer c.Close()
+		br := bufio.NewReader(c)
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				return
+			}
+			if line == "\r\n" {
+				c.Write([]byte("SSH-2.0-OpenSSH\r\n\r\n"))
+			}
+		}
+	})
+}
