@@ -1,0 +1,173 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func okServer(t *testing.T) *httptest.Server {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok")
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func runMain(args ...string) (code int, stdout, stderr string) {
+	var out, errb bytes.Buffer
+	code = Main(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+// TestUsageErrors: bad input fails before any load with exit status 2 and
+// one line on stderr.
+func TestUsageErrors(t *testing.T) {
+	srv := okServer(t)
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	refused := "http://" + ln.Addr().String() + "/"
+	ln.Close()
+	dir := t.TempDir()
+	badScenario := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(badScenario, []byte("requests:\n  - path: /users/{id}\n    weight: 1\n"), 0o644)
+	notYAML := filepath.Join(dir, "broken.yaml")
+	os.WriteFile(notYAML, []byte("requests: [\n"), 0o644)
+
+	cases := map[string][]string{
+		"no command":        {},
+		"unknown command":   {"fire"},
+		"no target":         {"run", "--rate", "10"},
+		"unknown flag":      {"run", "--target", srv.URL, "--bogus"},
+		"extra argument":    {"run", "--target", srv.URL, "extra"},
+		"bad url":           {"run", "--target", "ftp://x/"},
+		"unreachable":       {"run", "--target", refused, "--duration", "1s"},
+		"zero rate":         {"run", "--target", srv.URL, "--rate", "0"},
+		"negative rate":     {"run", "--target", srv.URL, "--rate", "-5"},
+		"huge rate":         {"run", "--target", srv.URL, "--rate", "20000000"},
+		"rate not a number": {"run", "--target", srv.URL, "--rate", "fast"},
+		"bad duration":      {"run", "--target", srv.URL, "--duration", "soon"},
+		"zero duration":     {"run", "--target", srv.URL, "--duration", "0s"},
+		"negative duration": {"run", "--target", srv.URL, "--duration", "-3s"},
+		"bad timeout":       {"run", "--target", srv.URL, "--timeout", "0s"},
+		"no connections":    {"run", "--target", srv.URL, "--connections", "0"},
+		"bad stages":        {"run", "--target", srv.URL, "--stages", "30s"},
+		"stages and rate":   {"run", "--target", srv.URL, "--stages", "1s:10", "--rate", "10"},
+		"stages, duration":  {"run", "--target", srv.URL, "--stages", "1s:10", "--duration", "5s"},
+		"bad header":        {"run", "--target", srv.URL, "--header", "nocolon"},
+		"missing scenario":  {"run", "--target", srv.URL, "--scenario", "no-such"},
+		"bad scenario":      {"run", "--target", srv.URL, "--scenario", badScenario},
+		"broken scenario":   {"run", "--target", srv.URL, "--scenario", notYAML},
+		"bad slo":           {"run", "--target", srv.URL, "--slo", "p99<<fast"},
+		"bad start-at":      {"run", "--target", srv.URL, "--start-at", "tomorrow"},
+		"past start-at":     {"run", "--target", srv.URL, "--start-at", "2001-01-01T00:00:00Z"},
+	}
+	for name, args := range cases {
+		code, stdout, stderr := runMain(args...)
+		if code != 2 {
+			t.Errorf("%s: exit %d, want 2 (stderr %q)", name, code, stderr)
+		}
+		if name == "no command" {
+			continue // prints the usage
+		}
+		if strings.Count(stderr, "\n") != 1 || stdout != "" {
+			t.Errorf("%s: want one line on stderr and nothing on stdout, got %q / %q", name, stderr, stdout)
+		}
+	}
+}
+
+func TestHelp(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"run", "--help"}} {
+		code, stdout, _ := runMain(args...)
+		if code != 0 || !strings.Contains(stdout, "run") {
+			t.Errorf("%v: exit %d, %q", args, code, stdout)
+		}
+	}
+}
+
+func TestRunWritesReportsAndChecksSLO(t *testing.T) {
+	srv := okServer(t)
+	out := t.TempDir()
+	code, stdout, stderr := runMain("run", "--target", srv.URL, "--rate", "200", "--duration", "1s",
+		"--connections", "8", "--header", "X-Request-ID: {uuid}", "--out", out, "--slo", "p99<5s,errors<=0")
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+	for _, f := range []string{"summary.json", "run.hlog", "report.html"} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Error(err)
+		}
+	}
+	// Not a terminal: the live line is one plain line per second.
+	if !strings.Contains(stderr, "[1s/1s]") || strings.Contains(stderr, "\r") {
+		t.Errorf("live output %q", stderr)
+	}
+	var sum struct {
+		Sent int64 `json:"requests_sent"`
+	}
+	b, _ := os.ReadFile(filepath.Join(out, "summary.json"))
+	if err := json.Unmarshal(b, &sum); err != nil || sum.Sent != 200 {
+		t.Errorf("summary.json: sent %d, %v", sum.Sent, err)
+	}
+
+	code, _, stderr = runMain("run", "--target", srv.URL, "--rate", "50", "--duration", "1s", "--quiet", "--slo", "p50<1us")
+	if code != 1 || !strings.Contains(stderr, "p50") {
+		t.Errorf("unmet SLO: exit %d, stderr %q", code, stderr)
+	}
+}
+
+func TestClosedModelWithScenario(t *testing.T) {
+	srv := okServer(t)
+	code, stdout, stderr := runMain("run", "--target", srv.URL, "--connections", "2", "--duration", "1s", "--quiet", "--scenario", "users-uniform")
+	if code != 0 || !strings.Contains(stdout, "closed") {
+		t.Errorf("exit %d\n%s\n%s", code, stdout, stderr)
+	}
+}
+
+// TestDistributedRun runs two generators that start together with
+// --start-at and merges their recordings.
+func TestDistributedRun(t *testing.T) {
+	srv := okServer(t)
+	dir := t.TempDir()
+	start := time.Now().Add(1500 * time.Millisecond).UTC().Format(time.RFC3339Nano)
+	var wg sync.WaitGroup
+	codes := make([]int, 2)
+	for i := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			codes[i], _, _ = runMain("run", "--target", srv.URL, "--rate", "100", "--duration", "2s", "--quiet",
+				"--start-at", start, "--host-label", fmt.Sprintf("gen%d", i), "--out", filepath.Join(dir, fmt.Sprint(i)))
+		}()
+	}
+	wg.Wait()
+	if codes[0] != 0 || codes[1] != 0 {
+		t.Fatalf("generators exited %v", codes)
+	}
+	merged := filepath.Join(dir, "merged")
+	var out, errb bytes.Buffer
+	if code := mergeMain([]string{"--out", merged, filepath.Join(dir, "0"), filepath.Join(dir, "1")}, &out, &errb); code != 0 {
+		t.Fatalf("merge exited %d: %s", code, errb.String())
+	}
+	var sum struct {
+		Sent       int64   `json:"requests_sent"`
+		TargetRate float64 `json:"target_rate"`
+		Intervals  int     `json:"intervals"`
+	}
+	b, _ := os.ReadFile(filepath.Join(merged, "summary.json"))
+	if err := json.Unmarshal(b, &sum); err != nil {
+		t.Fatal(err)
+	}
+	if sum.Sent != 400 || sum.TargetRate != 200 || sum.Intervals != 2 {
+		t.Errorf("merged: sent %d, target rate %v, %d intervals; want 400, 200, 2", sum.Sent, sum.TargetRate, sum.Intervals)
+	}
+}
