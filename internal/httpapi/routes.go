@@ -51,6 +51,9 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		s.serveRoute(ctx, route, param)
 	}
 
+	if s.closing.Load() {
+		ctx.SetConnectionClose()
+	}
 	status := ctx.Response.StatusCode()
 	elapsed := time.Since(start)
 	s.metrics.observe(route, status, elapsed)
@@ -86,6 +89,11 @@ func matchRoute(path []byte, static bool) (route, []byte) {
 }
 
 func (s *Server) serveRoute(ctx *fasthttp.RequestCtx, r route, param []byte) {
+	admittedAt, ok := s.admit(ctx, r)
+	if !ok {
+		return
+	}
+	defer s.admitted(ctx, admittedAt)
 	switch r {
 	case routeHealthz:
 		s.writeJSON(ctx, bodyHealthy)
@@ -109,8 +117,7 @@ func (s *Server) serveRoute(ctx *fasthttp.RequestCtx, r route, param []byte) {
 		s.fail(ctx, err)
 		return
 	}
-	rctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
-	defer cancel()
+	rctx := s.newRequestContext()
 	buf := s.bufs.get()
 	defer s.bufs.put(buf)
 	switch r {
@@ -144,9 +151,7 @@ func (s *Server) serveProductBySKU(ctx *fasthttp.RequestCtx, sku []byte) {
 		s.fail(ctx, shop.Errorf(shop.EINVALID, "SKU must be 1-%d characters without '/'", maxSKULen))
 		return
 	}
-	rctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
-	defer cancel()
-	p, err := s.svc.Products.ProductBySKU(rctx, string(sku))
+	p, err := s.svc.Products.ProductBySKU(s.newRequestContext(), string(sku))
 	if err != nil {
 		s.fail(ctx, err)
 		return
@@ -168,9 +173,7 @@ func (s *Server) serveProducts(ctx *fasthttp.RequestCtx) {
 		s.fail(ctx, err)
 		return
 	}
-	rctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
-	defer cancel()
-	ps, err := s.svc.Products.Products(rctx, ids)
+	ps, err := s.svc.Products.Products(s.newRequestContext(), ids)
 	if err != nil {
 		s.fail(ctx, err)
 		return

@@ -35,6 +35,12 @@ type Config struct {
 	// access log (the default: logging every request costs more than
 	// serving it).
 	AccessLogEvery int
+	// Shed turns on admission control of the database-backed routes: an
+	// adaptive limit on requests in flight (admission.go); requests over it
+	// get an immediate 503 with Retry-After.
+	Shed bool
+	// ShedMaxInFlight is where the adaptive limit starts, and its ceiling.
+	ShedMaxInFlight int
 }
 
 // DefaultConfig returns the defaults documented in the README.
@@ -47,6 +53,9 @@ func DefaultConfig() Config {
 		MaxHeaderBytes: 8 << 10,
 		MaxBodyBytes:   4 << 10,
 		MaxConns:       20000,
+
+		Shed:            true,
+		ShedMaxInFlight: 256,
 	}
 }
 
@@ -66,6 +75,7 @@ func (c Config) Validate() error {
 	check(c.MaxBodyBytes >= 0, "max body bytes must be >= 0")
 	check(c.MaxConns > 0, "max connections must be > 0")
 	check(c.AccessLogEvery >= 0, "access log sampling must be >= 0")
+	check(!c.Shed || c.ShedMaxInFlight >= admissionMinLimit, fmt.Sprintf("shed max in-flight must be >= %d", admissionMinLimit))
 	return errors.Join(errs...)
 }
 
@@ -88,6 +98,9 @@ type Server struct {
 
 	bufs     bufPool
 	draining atomic.Bool
+	closing  atomic.Bool // listener closed: every response says Connection: close
+	ln       atomic.Pointer[onceCloseListener]
+	adm      *admission // nil when shedding is off
 	reqSeq   atomic.Uint64
 	static   []byte
 }
@@ -101,6 +114,9 @@ func New(cfg Config, svc Services, logger *slog.Logger, metrics *Metrics) *Serve
 		metrics = NewMetrics()
 	}
 	s := &Server{cfg: cfg, svc: svc, logger: logger, metrics: metrics, ids: newRequestIDs()}
+	if cfg.Shed {
+		s.adm = newAdmission(cfg.ShedMaxInFlight)
+	}
 	s.static = appendUser(nil, &shop.User{ID: 424242, Username: "static.user42", Email: "static.user42@example.com",
 		LastActive: time.Unix(1795785518, 160000000)})
 	s.http = &fasthttp.Server{
@@ -126,7 +142,9 @@ func New(cfg Config, svc Services, logger *slog.Logger, metrics *Metrics) *Serve
 // Serve accepts connections on ln until Shutdown. It returns nil after a
 // clean shutdown.
 func (s *Server) Serve(ln net.Listener) error {
-	err := s.http.Serve(ln)
+	oln := &onceCloseListener{Listener: ln}
+	s.ln.Store(oln)
+	err := s.http.Serve(oln)
 	if err != nil && s.draining.Load() {
 		return nil
 	}
@@ -138,9 +156,10 @@ func (s *Server) Serve(ln net.Listener) error {
 func (s *Server) StartDraining() { s.draining.Store(true) }
 
 // Shutdown stops accepting, lets in-flight requests finish until ctx ends,
-// then closes every connection.
+// then closes every connection. See shutdown.go for the order.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.StartDraining()
+	s.closeListener(ctx)
 	if err := s.http.ShutdownWithContext(ctx); err != nil {
 		return fmt.Errorf("drain deadline passed with requests in flight: %w", err)
 	}

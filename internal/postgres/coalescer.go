@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"storefront/internal/shop"
 )
 
 // FetchFunc runs one query for keys (distinct) and calls found once per row
@@ -22,6 +24,12 @@ type FetchFunc[K comparable, V any] func(ctx context.Context, keys []K, found fu
 // Every caller gets exactly its own answer. A batch runs under its own
 // deadline, detached from any caller, so one caller giving up never cancels
 // the others; an error reaches every caller of the batch.
+//
+// A caller's deadline is honoured without a timer per lookup: a lookup
+// still queued when its deadline passes is answered EUNAVAILABLE as soon as
+// a batch slot frees (at the latest when a running batch hits its own
+// timeout). Callers whose context can be cancelled (Done() != nil) may also
+// leave at once.
 type Coalescer[K comparable, V any] struct {
 	fetch        FetchFunc[K, V]
 	maxBatch     int
@@ -41,7 +49,8 @@ type Coalescer[K comparable, V any] struct {
 // call is one caller's lookup, its answer and the channel that hands the
 // answer over.
 type call[K comparable, V any] struct {
-	key   K
+	key      K
+	deadline time.Time // zero: none
 	val   V
 	found bool
 	err   error
@@ -69,43 +78,67 @@ func (c *Coalescer[K, V]) Get(ctx context.Context, key K) (val V, found bool, er
 		cl = &call[K, V]{done: make(chan struct{}, 1)}
 	}
 	cl.key = key
+	cl.deadline, _ = ctx.Deadline()
 	c.lookups.Add(1)
 
 	c.mu.Lock()
 	c.queue = append(c.queue, cl)
 	var batch []*call[K, V]
 	if c.inFlight < c.maxInFlight {
-		c.inFlight++
-		batch = c.takeLocked()
+		if batch = c.takeLocked(); len(batch) > 0 {
+			c.inFlight++
+		}
 	}
 	c.mu.Unlock()
 
-	if batch != nil {
+	if len(batch) > 0 {
 		// Run the batch on this goroutine: at low load it holds only this
 		// lookup, and no hand-off to another goroutine is needed.
 		c.run(batch)
 	}
 
-	select {
-	case <-cl.done:
-		val, found, err = cl.val, cl.found, cl.err
-		var zero V
-		cl.val, cl.found, cl.err = zero, false, nil
-		c.calls.Put(cl)
-		return val, found, err
-	case <-ctx.Done():
-		// cl is abandoned: the batch will still write to it, so it is not
-		// recycled.
-		var zero V
-		return zero, false, ctx.Err()
+	if done := ctx.Done(); done == nil {
+		<-cl.done
+	} else {
+		select {
+		case <-cl.done:
+		case <-done:
+			// cl is abandoned: the batch will still write to it, so it is
+			// not recycled.
+			var zero V
+			return zero, false, ctx.Err()
+		}
 	}
+	val, found, err = cl.val, cl.found, cl.err
+	var zero V
+	cl.val, cl.found, cl.err = zero, false, nil
+	c.calls.Put(cl)
+	return val, found, err
 }
 
-// takeLocked removes up to maxBatch calls from the head of the queue.
+// errQueueTimeout answers lookups whose deadline passed while they waited
+// for a batch slot.
+var errQueueTimeout = shop.Errorf(shop.EUNAVAILABLE, "database busy, retry later")
+
+// takeLocked removes up to maxBatch live calls from the head of the queue,
+// answering calls whose deadline has passed instead of querying for them.
+// An empty batch means the queue is empty.
 func (c *Coalescer[K, V]) takeLocked() []*call[K, V] {
-	n := min(len(c.queue), c.maxBatch)
-	batch := make([]*call[K, V], n)
-	copy(batch, c.queue)
+	now := time.Now()
+	n := 0
+	batch := make([]*call[K, V], 0, min(len(c.queue), c.maxBatch))
+	for _, cl := range c.queue {
+		if len(batch) == c.maxBatch {
+			break
+		}
+		n++
+		if !cl.deadline.IsZero() && now.After(cl.deadline) {
+			cl.err = errQueueTimeout
+			cl.done <- struct{}{}
+			continue
+		}
+		batch = append(batch, cl)
+	}
 	rest := copy(c.queue, c.queue[n:])
 	clear(c.queue[rest:])
 	c.queue = c.queue[:rest]
@@ -118,12 +151,12 @@ func (c *Coalescer[K, V]) takeLocked() []*call[K, V] {
 func (c *Coalescer[K, V]) run(batch []*call[K, V]) {
 	c.execute(batch)
 	c.mu.Lock()
-	if len(c.queue) == 0 {
+	next := c.takeLocked()
+	if len(next) == 0 {
 		c.inFlight--
 		c.mu.Unlock()
 		return
 	}
-	next := c.takeLocked()
 	c.mu.Unlock()
 	go c.loop(next)
 }
@@ -132,12 +165,12 @@ func (c *Coalescer[K, V]) loop(batch []*call[K, V]) {
 	for {
 		c.execute(batch)
 		c.mu.Lock()
-		if len(c.queue) == 0 {
+		batch = c.takeLocked()
+		if len(batch) == 0 {
 			c.inFlight--
 			c.mu.Unlock()
 			return
 		}
-		batch = c.takeLocked()
 		c.mu.Unlock()
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"storefront/internal/shop"
 )
 
 // These tests drive the coalescer with an in-memory fetch function: they
@@ -172,4 +174,43 @@ func BenchmarkCoalescer(b *testing.B) {
 			}
 		}
 	})
+}
+
+// deadlineOnly advertises a deadline but is never cancelled, like the HTTP
+// layer's request context.
+type deadlineOnly struct {
+	context.Context
+	at time.Time
+}
+
+func (d deadlineOnly) Deadline() (time.Time, bool) { return d.at, true }
+
+func TestCoalescerExpiresQueuedLookupsAtTheirDeadline(t *testing.T) {
+	release := make(chan struct{})
+	var asked atomic.Int64
+	fetch := func(ctx context.Context, keys []int64, found func(int64, int)) error {
+		asked.Add(int64(len(keys)))
+		<-release
+		return nil
+	}
+	c := NewCoalescer[int64, int](16, 1, time.Second, fetch)
+	go c.Get(context.Background(), 1) // occupies the only batch slot
+	time.Sleep(20 * time.Millisecond)
+
+	ctx := deadlineOnly{Context: context.Background(), at: time.Now().Add(30 * time.Millisecond)}
+	got := make(chan error, 1)
+	go func() { _, _, err := c.Get(ctx, 2); got <- err }()
+	time.Sleep(60 * time.Millisecond) // past the deadline, still queued
+	close(release)
+	select {
+	case err := <-got:
+		if code := shop.ErrorCode(err); code != shop.EUNAVAILABLE {
+			t.Fatalf("expired lookup: %v, want unavailable", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("expired lookup never answered")
+	}
+	if asked.Load() != 1 {
+		t.Errorf("the database was asked for %d keys; the expired one must not be queried", asked.Load())
+	}
 }
