@@ -51,10 +51,10 @@ type Coalescer[K comparable, V any] struct {
 type call[K comparable, V any] struct {
 	key      K
 	deadline time.Time // zero: none
-	val   V
-	found bool
-	err   error
-	done  chan struct{} // buffered: delivery never blocks on an absent caller
+	val      V
+	found    bool
+	err      error
+	done     chan struct{} // buffered: delivery never blocks on an absent caller
 }
 
 // NewCoalescer returns a coalescer running fetch with at most maxBatch keys
