@@ -1,0 +1,208 @@
+#!/usr/bin/env bash
+# compare.sh (make bench-compare): the static route against the
+# database-backed routes, with coalescing on and off, in one go.
+#
+# For each server (storefront --coalesce=true, then --coalesce=false, on the
+# same seeded data) and each route (/_bench/static, /users/{id} uniform over
+# 1..1M, /products/{id} and /inventory/{id} uniform over 1..100k, the
+# catalog-zipf mix) and each connection count: a warm-up, a closed-model
+# run for the maximum rate, then an open-model run at half of it for p99.
+# Around every run, bench/proccpu reads utime+stime of storefront and of
+# every PostgreSQL process (the postmaster and its children) from
+# /proc/<pid>/stat, and the load generator's rusage: CPU µs per request =
+# CPU seconds / responses. storefront's VmRSS is sampled every 100 ms.
+#
+# Memory, on fresh servers: 10,000 idle keep-alive connections (bench/conns)
+# -> storefront's RSS; 256 busy connections (closed model, users-uniform)
+# -> RSS peak minus RSS before.
+#
+# Prints a markdown table with the issue's targets; writes it to
+# bench/results/<timestamp>/compare.md, everything to compare.json, and
+# loadgen's reports to one directory per run.
+#
+#   make bench-compare
+#   bench/compare.sh --wrk                    # wrk's closed-model rate beside loadgen's
+#   bench/compare.sh --connections "256 64"   # both connection counts
+#   bench/compare.sh --profile                # CPU profile of storefront during each closed run
+#   bench/compare.sh --routes "static users-uniform" --closed 5 --open 5 --no-memory
+#
+# About 6 minutes with the defaults (+1 with --wrk, +5 per extra connection
+# count). Loopback only; every process it starts is stopped by pid on exit,
+# Ctrl-C included.
+set -euo pipefail
+
+CLOSED_S=${CLOSED_S:-10}
+OPEN_S=${OPEN_S:-15}
+WARMUP_S=${WARMUP_S:-3}
+CONNS_LIST=${CONNS_LIST:-256}
+ROUTES=${ROUTES:-"static users-uniform products-uniform inventory-uniform catalog-zipf"}
+IDLE_CONNS=${IDLE_CONNS:-10000}
+BUSY_CONNS=${BUSY_CONNS:-256}
+BUSY_S=${BUSY_S:-10}
+MEMORY=${MEMORY:-1}
+WRK=${WRK:-0}
+PROFILE=${PROFILE:-0}
+
+usage() {
+	sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+	echo "flags: --closed SECONDS ($CLOSED_S) --open SECONDS ($OPEN_S) --warmup SECONDS ($WARMUP_S)"
+	echo "       --connections 'N M' ($CONNS_LIST) --routes 'A B' ($ROUTES)"
+	echo "       --idle-conns N ($IDLE_CONNS) --busy-conns N ($BUSY_CONNS) --busy SECONDS ($BUSY_S) --no-memory"
+	echo "       --wrk --profile"
+	echo "env:   BENCH_DATA_DIR, BENCH_USERS, BENCH_PRODUCTS"
+}
+
+while [ $# -gt 0 ]; do
+	case $1 in
+	--closed) CLOSED_S=$2; shift ;;
+	--open) OPEN_S=$2; shift ;;
+	--warmup) WARMUP_S=$2; shift ;;
+	--connections) CONNS_LIST=$2; shift ;;
+	--routes) ROUTES=$2; shift ;;
+	--idle-conns) IDLE_CONNS=$2; shift ;;
+	--busy-conns) BUSY_CONNS=$2; shift ;;
+	--busy) BUSY_S=$2; shift ;;
+	--no-memory) MEMORY=0 ;;
+	--wrk) WRK=1 ;;
+	--profile) PROFILE=1 ;;
+	-h | --help) usage; exit 0 ;;
+	*) usage >&2; exit 2 ;;
+	esac
+	shift
+done
+
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
+bench_init
+started=$(date +%s)
+OUT=$RESULTS_ROOT/$(date -u +%Y%m%dT%H%M%SZ)
+mkdir -p "$OUT"
+if [ "$WRK" = 1 ]; then ensure_wrk; fi
+if [ "$PROFILE" = 1 ]; then ADMIN_ADDR=127.0.0.1:0; fi
+max_conns=$BUSY_CONNS
+for c in $CONNS_LIST; do max_conns=$((c > max_conns ? c : max_conns)); done
+# conns holds IDLE_CONNS sockets, storefront as many plus its pool and files.
+raise_nofile $((IDLE_CONNS + max_conns + 2048))
+warn_if_busy
+machine_json >"$OUT/machine.json"
+echo '{}' >"$OUT/memory.json"
+
+# memory_idle: a fresh server, IDLE_CONNS keep-alive connections that each
+# made one request, then idle; storefront's RSS before and with them.
+memory_idle() {
+	local dir=$OUT/memory-idle pid rss0 rss i alive
+	mkdir -p "$dir"
+	start_server memory-idle
+	sleep 1
+	rss0=$(server_rss_kb)
+	log "memory: $IDLE_CONNS idle keep-alive connections (RSS before: $((rss0 / 1024)) MB)"
+	"$TOOLS/conns" --addr "$SERVER_ADDR" --n "$IDLE_CONNS" --hold 120s >"$dir/conns.txt" 2>"$dir/conns.err" &
+	pid=$!
+	STARTED_PIDS+=("$pid")
+	for ((i = 0; i < 1200; i++)); do
+		grep -q '^open ' "$dir/conns.txt" && break
+		running "$pid" || die "conns exited: $(cat "$dir/conns.err")"
+		sleep 0.1
+	done
+	grep -q '^open ' "$dir/conns.txt" || die "conns did not open $IDLE_CONNS connections within 120 s"
+	sleep 3 # let the server settle: goroutines parked, buffers released
+	rss=$(server_rss_kb)
+	stop_pid "$pid" 10
+	alive=$(sed -n 's/^alive \([0-9]*\) of.*/\1/p' "$dir/conns.txt")
+	stop_server
+	jq --argjson n "$IDLE_CONNS" --argjson open "$(sed -n 's/^open //p' "$dir/conns.txt")" \
+		--argjson alive "${alive:-0}" --argjson before "$rss0" --argjson with "$rss" \
+		'.idle = {connections: $n, opened: $open, alive_at_end: $alive,
+		  rss_before_mb: ($before / 1024), rss_mb: ($with / 1024), delta_mb: (($with - $before) / 1024)}' \
+		"$OUT/memory.json" >"$OUT/memory.json.new"
+	mv "$OUT/memory.json.new" "$OUT/memory.json"
+	log "memory: RSS with $IDLE_CONNS idle connections: $((rss / 1024)) MB ($(sed -n 's/^alive //p' "$dir/conns.txt") still open)"
+}
+
+# memory_busy: on the fresh coalescing server, BUSY_CONNS busy connections
+# (closed model, users-uniform); RSS peak minus RSS before.
+memory_busy() {
+	local dir=$OUT/memory-busy
+	log "memory: $BUSY_CONNS busy connections, users-uniform, ${BUSY_S}s"
+	measure_loadgen "$dir" users-uniform "$BUSY_CONNS" "$BUSY_S"
+	jq --slurpfile cpu "$dir/cpu.json" --slurpfile sum "$dir/summary.json" --argjson n "$BUSY_CONNS" \
+		'.busy = {connections: $n, route: "users-uniform", rate: $sum[0].achieved_rate,
+		  rss_before_mb: ($cpu[0].server.rss_start_kb / 1024), rss_max_mb: ($cpu[0].server.rss_max_kb / 1024),
+		  delta_mb: (($cpu[0].server.rss_max_kb - $cpu[0].server.rss_start_kb) / 1024)}' \
+		"$OUT/memory.json" >"$OUT/memory.json.new"
+	mv "$OUT/memory.json.new" "$OUT/memory.json"
+	log "memory: RSS delta with $BUSY_CONNS busy connections: $(jq '.busy.delta_mb | round' "$OUT/memory.json") MB"
+}
+
+# profile_during DIR SECONDS: a CPU profile of storefront in the background.
+profile_pid=
+profile_during() {
+	profile_pid=
+	[ "$PROFILE" = 1 ] && [ -n "$SERVER_ADMIN" ] || return 0
+	curl -s -o "$1/storefront.cpu.pprof" "http://$SERVER_ADMIN/debug/pprof/profile?seconds=$2" &
+	profile_pid=$!
+	STARTED_PIDS+=("$profile_pid")
+}
+
+profile_wait() {
+	local i
+	[ -n "$profile_pid" ] || return 0
+	for ((i = 0; i < 100; i++)); do # the profile is shorter than the run: done, or nearly
+		running "$profile_pid" || break
+		sleep 0.1
+	done
+	stop_pid "$profile_pid" 1
+	profile_pid=
+}
+
+rows=()
+if [ "$MEMORY" = 1 ]; then memory_idle; fi
+for coalesce in on off; do
+	flag=true
+	[ "$coalesce" = off ] && flag=false
+	server=coalesce-$coalesce
+	start_server "$server" --coalesce="$flag"
+	if [ "$MEMORY" = 1 ] && [ "$coalesce" = on ]; then memory_busy; fi
+	for route in $ROUTES; do
+		for conns in $CONNS_LIST; do
+			name=$server-$route-c$conns
+			log "$name: warm-up ${WARMUP_S}s, closed ${CLOSED_S}s"
+			warm_up "$route" "$conns" "$WARMUP_S"
+			mkdir -p "$OUT/$name-closed"
+			profile_during "$OUT/$name-closed" $((CLOSED_S > 3 ? CLOSED_S - 2 : 1))
+			measure_loadgen "$OUT/$name-closed" "$route" "$conns" "$CLOSED_S"
+			profile_wait
+			rows+=("$(row "$server" "$route" "$conns" closed "$OUT/$name-closed")")
+			max_rate=$(jq '.achieved_rate' "$OUT/$name-closed/summary.json")
+
+			if [ "$WRK" = 1 ]; then
+				log "$name: wrk closed ${CLOSED_S}s"
+				measure_wrk "$OUT/$name-closed-wrk" "$route" "$conns" "$CLOSED_S"
+				rows+=("$(row "$server" "$route" "$conns" closed "$OUT/$name-closed-wrk")")
+			fi
+
+			half=$(jq -n --argjson r "$max_rate" '$r / 2 | floor')
+			[ "$half" -ge 1 ] || die "$name: the closed run achieved $max_rate req/s; nothing to halve"
+			log "$name: open ${OPEN_S}s at $half req/s"
+			measure_loadgen "$OUT/$name-open" "$route" "$conns" "$OPEN_S" "$half"
+			rows+=("$(row "$server" "$route" "$conns" open "$OUT/$name-open")")
+		done
+	done
+	stop_server
+done
+
+printf '%s\n' "${rows[@]}" | jq -s \
+	--slurpfile machine "$OUT/machine.json" --slurpfile memory "$OUT/memory.json" \
+	--argjson users "$BENCH_USERS" --argjson products "$BENCH_PRODUCTS" \
+	--arg conns "$CONNS_LIST" --arg routes "$ROUTES" \
+	--argjson closed "$CLOSED_S" --argjson open "$OPEN_S" --argjson warmup "$WARMUP_S" \
+	--argjson elapsed $(($(date +%s) - started)) \
+	'{machine: $machine[0],
+	  config: {users: $users, products: $products, connections: ($conns | split(" ") | map(select(. != "") | tonumber)),
+	    routes: ($routes | split(" ") | map(select(. != ""))), closed_s: $closed, open_s: $open, warmup_s: $warmup},
+	  elapsed_s: $elapsed, memory: $memory[0], rows: .}' >"$OUT/compare.json"
+jq -r -L bench/jq -f bench/jq/compare-table.jq "$OUT/compare.json" >"$OUT/compare.md"
+echo
+cat "$OUT/compare.md"
+echo
+log "done in $(($(date +%s) - started)) s; results under $OUT/"

@@ -1,0 +1,145 @@
+// Command conns opens many idle keep-alive connections to a server, to
+// measure what they cost it in memory.
+//
+//	conns --addr 127.0.0.1:8080 --n 10000 --hold 60s
+//
+// Each connection sends one request (GET /users/<k>, k = 1, 2, ...; --path
+// for another) and reads the whole response, so the server has accepted it,
+// served it and keeps it as an idle keep-alive connection. When all are open
+// conns prints "open N" on stdout, then holds them until --hold has passed or
+// SIGINT/SIGTERM arrives. Before exiting it counts the connections the
+// server has closed meanwhile and prints "alive N of M".
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+func main() {
+	addr := flag.String("addr", "", "host:port of the server (required)")
+	n := flag.Int("n", 10000, "connections to open")
+	path := flag.String("path", "/users/{k}", "request path; {k} is replaced by the connection's number, from 1")
+	dialers := flag.Int("parallel", 64, "connections being opened at once")
+	hold := flag.Duration("hold", time.Minute, "how long to hold the connections open")
+	timeout := flag.Duration("timeout", 5*time.Second, "timeout for dialling and for each response")
+	flag.Parse()
+	if *addr == "" || *n < 1 || *dialers < 1 {
+		flag.Usage()
+		os.Exit(2)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	conns := make([]net.Conn, *n)
+	var next, failed atomic.Int64
+	var firstErr error
+	var errOnce sync.Once
+	var wg sync.WaitGroup
+	for range min(*dialers, *n) {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				i := int(next.Add(1)) - 1
+				if i >= *n {
+					return
+				}
+				c, err := open(*addr, strings.ReplaceAll(*path, "{k}", fmt.Sprint(i+1)), *timeout)
+				if err != nil {
+					failed.Add(1)
+					errOnce.Do(func() { firstErr = err })
+					continue
+				}
+				conns[i] = c
+			}
+		})
+	}
+	wg.Wait()
+	if f := failed.Load(); f > 0 {
+		fmt.Fprintf(os.Stderr, "conns: %d of %d connections failed; first error: %v\n", f, *n, firstErr)
+	}
+	if ctx.Err() != nil {
+		closeAll(conns)
+		os.Exit(1)
+	}
+	fmt.Printf("open %d\n", int64(*n)-failed.Load())
+
+	select {
+	case <-ctx.Done():
+	case <-time.After(*hold):
+	}
+	alive, total := countAlive(conns)
+	fmt.Printf("alive %d of %d\n", alive, total)
+	closeAll(conns)
+}
+
+// open dials addr, sends one GET for path and reads the response to its end.
+func open(addr, path string, timeout time.Duration) (net.Conn, error) {
+	c, err := net.DialTimeout("tcp", addr, timeout)
+	if err != nil {
+		return nil, err
+	}
+	_ = c.SetDeadline(time.Now().Add(timeout))
+	if _, err := fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\nAccept: application/json\r\n\r\n", path, addr); err != nil {
+		c.Close()
+		return nil, err
+	}
+	// A bufio.Reader may read ahead, but the server sends nothing after the
+	// response, so dropping the reader loses nothing.
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if err == nil && resp.Close {
+		err = errors.New("server asked to close the connection")
+	}
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	_ = c.SetDeadline(time.Time{})
+	return c, nil
+}
+
+// countAlive reports how many open connections the server has not closed:
+// a read that times out means the peer is still there; EOF means it left.
+func countAlive(conns []net.Conn) (alive, total int) {
+	buf := make([]byte, 1)
+	for _, c := range conns {
+		if c == nil {
+			continue
+		}
+		total++
+		_ = c.SetReadDeadline(time.Now().Add(time.Millisecond))
+		_, err := c.Read(buf)
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			alive++
+		}
+	}
+	return alive, total
+}
+
+func closeAll(conns []net.Conn) {
+	for _, c := range conns {
+		if c != nil {
+			c.Close()
+		}
+	}
+}

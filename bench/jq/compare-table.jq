@@ -1,0 +1,65 @@
+# compare-table.jq: the make bench-compare tables from compare.json
+# (jq -r -L bench/jq).
+include "format";
+
+def verdict($ok): if $ok == null then "" elif $ok then "met" else "MISSED" end;
+def coalesce_label: if . == "coalesce-on" then "on" else "off" end;
+
+.rows as $rows
+| .config.connections as $conns
+| ([$rows[] | .generator] | index("wrk") != null) as $wrk
+# closed, open and wrk rows of one server, route and connection count.
+| def runs($s; $r; $c): {
+    closed: ([$rows[] | select(.server == $s and .route == $r and .conns == $c and .model == "closed" and .generator == "loadgen")] | first),
+    open: ([$rows[] | select(.server == $s and .route == $r and .conns == $c and .model == "open")] | first),
+    wrk: ([$rows[] | select(.server == $s and .route == $r and .conns == $c and .generator == "wrk")] | first)
+  };
+  ([$rows[] | .server] | unique | sort | reverse) as $servers
+| [ $servers[] as $s | $conns[] as $c | .config.routes[] as $r
+    | runs($s; $r; $c) + {server: $s, route: $r, conns: $c, static: runs($s; "static"; $c)}
+    | select(.closed != null) ] as $lines
+| "storefront \(.machine.commit) · \(.machine.nproc) CPUs (\(.machine.cpu)), \(.machine.memory) · \(.config.users | int) users, \(.config.products | int) products",
+  "max: closed model, \(.config.closed_s) s after a \(.config.warmup_s) s warm-up; half: open model, \(.config.open_s) s at half the max rate; ms corrected for coordinated omission",
+  "CPU µs per request = CPU seconds of the run / responses (server: storefront; PG: postmaster and all its children; gen: the load generator; other: the rest of the machine, in cores)",
+  "",
+  ((["route", "coalesce", "conns", "req/s max", "p50 / p99 max", "p50 / p99 half", "late half", "errors", "server µs/req", "PG µs/req", "srv+PG µs/req", "gen µs/req", "other cores", "RSS MB", "rate / static"]
+    + (if $wrk then ["wrk req/s", "wrk srv+PG µs/req", "wrk rate / static"] else [] end)) as $h
+   | ($h | mdrow), mdsep($h | length)),
+  ($lines[] |
+    ([ .route, (.server | coalesce_label), (.conns | tostring), (.closed.rate | int),
+      "\(.closed.p50 | fmt(2)) / \(.closed.p99 | fmt(2))",
+      (if .open then "\(.open.p50 | fmt(2)) / \(.open.p99 | fmt(2))" else dash end),
+      (.open.late_sends | int),
+      ((.closed.errors + (.open.errors // 0)) | int),
+      (.closed.server_us | fmt(1)), (.closed.pg_us | fmt(1)), (.closed.total_us | fmt(1)), (.closed.gen_us | fmt(1)),
+      (.closed.other_cores | fmt(2)), (.closed.rss_max_mb | fmt(0)),
+      (if .static.closed then (.closed.rate / .static.closed.rate | pct) else dash end) ]
+    + (if $wrk then [ (.wrk.rate | int), (.wrk.total_us | fmt(1)),
+        (if .wrk and .static.wrk then (.wrk.rate / .static.wrk.rate | pct) else dash end) ] else [] end))
+    | mdrow),
+  "",
+  "Targets (database-backed routes, \($conns[0]) connections, loadgen):",
+  "",
+  (["target", "coalescing on", "coalescing off"] | mdrow), mdsep(3),
+  ( [$lines[] | select(.conns == $conns[0] and .route != "static")] as $db
+    | def worst($s; f; better):
+        [$db[] | select(.server == $s) | {route, v: f} | select(.v != null)]
+        | if length == 0 then null elif better == "high" then min_by(.v) else max_by(.v) end;
+      def cell(w; show; $ok): if w == null then dash else "\(w | show) (\(w | .route)) \(verdict($ok))" end;
+      ( ["DB rate / static rate ≥ 75% (worst route)"]
+        + [ $servers[] as $s | worst($s; (if .static.closed then .closed.rate / .static.closed.rate else null end); "high")
+            | cell(.; .v | pct; (if . then .v >= 0.75 else null end)) ] | mdrow ),
+      ( ["server+PG CPU ≤ 25 µs/req at max (worst route)"]
+        + [ $servers[] as $s | worst($s; .closed.total_us; "low")
+            | cell(.; .v | fmt(1) + " µs"; (if . then .v <= 25 else null end)) ] | mdrow ),
+      ( ["p99 at half the max rate ≤ 5 ms (worst route)"]
+        + [ $servers[] as $s | worst($s; .open.p99; "low")
+            | cell(.; .v | fmt(2) + " ms"; (if . then .v <= 5 else null end)) ] | mdrow )
+  ),
+  ( .memory as $m
+    | (["RSS with \($m.idle.connections // 10000 | int) idle keep-alive connections ≤ 150 MB",
+        (if $m.idle then "\($m.idle.rss_mb | fmt(0)) MB (\($m.idle.rss_before_mb | fmt(0)) MB before, \($m.idle.alive_at_end | int) of \($m.idle.opened | int) still open) \(verdict($m.idle.rss_mb <= 150))" else "not measured" end),
+        dash] | mdrow),
+      (["RSS delta with \($m.busy.connections // 256) busy connections ≤ 50 MB",
+        (if $m.busy then "+\($m.busy.delta_mb | fmt(0)) MB (\($m.busy.rss_before_mb | fmt(0)) → \($m.busy.rss_max_mb | fmt(0)) MB at \($m.busy.rate | int) req/s) \(verdict($m.busy.delta_mb <= 50))" else "not measured" end),
+        dash] | mdrow) )
