@@ -120,6 +120,8 @@ func bindServeFlags(fs *flag.FlagSet, c *Config) {
 	fs.IntVar(&c.HTTP.MaxHeaderBytes, "max-header-bytes", c.HTTP.MaxHeaderBytes, "larger request headers are answered 431")
 	fs.IntVar(&c.HTTP.MaxBodyBytes, "max-body-bytes", c.HTTP.MaxBodyBytes, "larger request bodies are answered 413")
 	fs.IntVar(&c.HTTP.MaxConns, "max-conns", c.HTTP.MaxConns, "most client connections served at once")
+	fs.BoolVar(&c.HTTP.Shed, "shed", c.HTTP.Shed, "overload protection: refuse database-backed requests over an adaptive in-flight limit at once with 503 + Retry-After")
+	fs.IntVar(&c.HTTP.ShedMaxInFlight, "shed-max-inflight", c.HTTP.ShedMaxInFlight, "where the adaptive in-flight limit starts, and its ceiling")
 	fs.IntVar(&c.HTTP.AccessLogEvery, "access-log-every", c.HTTP.AccessLogEvery, "log one request in N (0: no access log)")
 	fs.BoolVar(&c.HTTP.StaticRoute, "bench-static-route", c.HTTP.StaticRoute, "serve GET /_bench/static, an in-memory response for benchmarks (never on in production)")
 }
