@@ -29,6 +29,13 @@ func newSlot() *slot {
 	return &slot{corrected: NewHistogram(), uncorrected: NewHistogram()}
 }
 
+func (s *slot) reset() {
+	s.corrected.Reset()
+	s.uncorrected.Reset()
+	s.statuses = [600]int64{}
+	s.errors = [numErrorKinds]int64{}
+}
+
 // mergeInto adds s to dst and empties s.
 func (s *slot) mergeInto(dst *slot) {
 	if s.corrected.TotalCount() > 0 {
@@ -182,7 +189,7 @@ func (c *collector) rotate(start, end time.Time, part int) Interval {
 		Sent:      sent[part] - c.prevSent[part],
 		InFlight:  inflight,
 	}
-	c.prevSent, c.prevLate = sent, late
+	c.prevSent[part], c.prevLate[part] = sent[part], late[part]
 	a := c.acc[part]
 	for code, n := range a.statuses {
 		if n != 0 {
@@ -203,14 +210,13 @@ func (c *collector) rotate(start, end time.Time, part int) Interval {
 	} else {
 		iv.Corrected, iv.Uncorrected = a.corrected.Clone(), a.uncorrected.Clone()
 	}
-	// The other part's accumulator is dropped: warm-up responses that come
-	// back after the warm-up are not measured, and no measured response
-	// can complete during the warm-up.
-	for k := range 2 {
-		c.acc[k].corrected.Reset()
-		c.acc[k].uncorrected.Reset()
-		c.acc[k].statuses = [600]int64{}
-		c.acc[k].errors = [numErrorKinds]int64{}
+	a.reset()
+	// Measured requests may leave (and even complete) before the collector
+	// wakes up to close the warm-up: what they recorded stays in acc and
+	// their sends in the counters, for the first measured interval. Warm-up
+	// requests that complete after the warm-up are not measured: dropped.
+	if part == measured {
+		c.acc[warm].reset()
 	}
 	return iv
 }
