@@ -112,6 +112,7 @@ func bindServeFlags(fs *flag.FlagSet, c *Config) {
 	fs.BoolVar(&c.DB.Coalesce, "coalesce", c.DB.Coalesce, "merge concurrent lookups into one query per round trip")
 	fs.IntVar(&c.DB.MaxBatch, "coalesce-max-batch", c.DB.MaxBatch, "most ids in one coalesced query")
 	fs.IntVar(&c.DB.BatchesInFlight, "coalesce-in-flight", c.DB.BatchesInFlight, "most coalesced queries of one kind running at once")
+	fs.StringVar(&c.DB.BatchMode, "coalesce-mode", c.DB.BatchMode, "how a coalesced user batch is sent: any (one = ANY($1) query) or pipeline (pipelined single-row queries); for measurement")
 
 	fs.DurationVar(&c.HTTP.RequestTimeout, "request-timeout", c.HTTP.RequestTimeout, "deadline for the database work of one request")
 	fs.DurationVar(&c.HTTP.ReadTimeout, "read-timeout", c.HTTP.ReadTimeout, "time allowed to read a whole request; slower clients are cut")

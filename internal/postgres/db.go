@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -38,6 +39,11 @@ type Config struct {
 	// BatchesInFlight caps how many coalesced queries of one shape run at
 	// once; lookups arriving meanwhile join the next batch.
 	BatchesInFlight int
+	// BatchMode is how a coalesced user batch reaches PostgreSQL:
+	// "any" (one "= ANY($1)" query) or "pipeline" (one prepared single-row
+	// query per id, all sent in one pipelined round trip). Kept for
+	// measurement; "any" is the faster (see bench/README.md).
+	BatchMode string
 }
 
 // DefaultConfig returns the defaults documented in the README.
@@ -52,6 +58,7 @@ func DefaultConfig() Config {
 		Coalesce:              true,
 		MaxBatch:              128,
 		BatchesInFlight:       4,
+		BatchMode:             "any",
 	}
 }
 
@@ -82,6 +89,9 @@ func (c Config) Validate() error {
 	if c.MaxBatch < 1 || c.MaxBatch > 10000 {
 		errs = append(errs, errors.New("max batch must be between 1 and 10000"))
 	}
+	if c.BatchMode != "any" && c.BatchMode != "pipeline" {
+		errs = append(errs, fmt.Errorf("batch mode must be any or pipeline, not %q", c.BatchMode))
+	}
 	if c.BatchesInFlight < 1 {
 		errs = append(errs, errors.New("batches in flight must be >= 1"))
 	}
@@ -97,6 +107,8 @@ type DB struct {
 	users     *Coalescer[int64, shop.User]
 	products  *Coalescer[int64, shop.Product]
 	inventory *Coalescer[int64, shop.Stock]
+
+	lastReset atomic.Int64 // UnixNano of the last pool reset (health.go)
 }
 
 // Open creates the pool, waits until one connection works and returns the
@@ -136,13 +148,21 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*DB, error) {
 		return nil, shop.Wrap(shop.EINVALID, "invalid database configuration", err)
 	}
 	db := &DB{pool: pool, cfg: cfg, logger: logger}
-	db.users = NewCoalescer(cfg.MaxBatch, cfg.BatchesInFlight, db.batchTimeout(), db.fetchUsers)
+	fetchUsers := db.fetchUsers
+	if cfg.BatchMode == "pipeline" {
+		fetchUsers = db.fetchUsersPipelined
+	}
+	db.users = NewCoalescer(cfg.MaxBatch, cfg.BatchesInFlight, db.batchTimeout(), fetchUsers)
 	db.products = NewCoalescer(cfg.MaxBatch, cfg.BatchesInFlight, db.batchTimeout(), db.fetchProducts)
 	db.inventory = NewCoalescer(cfg.MaxBatch, cfg.BatchesInFlight, db.batchTimeout(), db.fetchStock)
 
 	pingCtx, cancel := context.WithTimeout(ctx, pc.ConnConfig.ConnectTimeout+time.Second)
 	defer cancel()
 	if err := pool.Ping(pingCtx); err != nil {
+		pool.Close()
+		return nil, shop.Wrap(shop.EUNAVAILABLE, "database unreachable", err)
+	}
+	if err := warm(pingCtx, pool, cfg.MinConns); err != nil {
 		pool.Close()
 		return nil, shop.Wrap(shop.EUNAVAILABLE, "database unreachable", err)
 	}

@@ -48,9 +48,17 @@ func truthUsers(t *testing.T, pool *pgxpool.Pool) (live map[int64]shop.User, del
 // duplicates, missing ids and soft-deleted ids, coalescing on, and checks
 // every answer against the database.
 func TestConcurrentLookupsMatchDatabase(t *testing.T) {
-	for _, coalesce := range []bool{true, false} {
-		t.Run(fmt.Sprintf("coalesce=%v", coalesce), func(t *testing.T) {
-			db := openDB(t, func(c *postgres.Config) { c.Coalesce = coalesce; c.MaxConns = 8; c.AcquireTimeout = 5 * time.Second })
+	for _, mode := range []string{"any", "pipeline", "off"} {
+		coalesce := mode != "off"
+		t.Run("coalesce="+mode, func(t *testing.T) {
+			db := openDB(t, func(c *postgres.Config) {
+				c.Coalesce = coalesce
+				if coalesce {
+					c.BatchMode = mode
+				}
+				c.MaxConns = 8
+				c.AcquireTimeout = 5 * time.Second
+			})
 			live, deleted := truthUsers(t, db.Pool())
 			n := 10_000
 			if !coalesce {

@@ -55,3 +55,43 @@ func (db *DB) fetchUsers(ctx context.Context, ids []int64, found func(int64, sho
 func scanUser(r pgx.Rows, u *shop.User) error {
 	return r.Scan(&u.ID, &u.Username, &u.Email, &u.LastActive)
 }
+
+// fetchUsersPipelined sends one prepared single-row query per id in a
+// single pipelined round trip (one Sync per query, as pgx batches do). It
+// is the alternative to the "= ANY" query, kept for measurement.
+func (db *DB) fetchUsersPipelined(ctx context.Context, ids []int64, found func(int64, shop.User)) error {
+	actx, cancel := context.WithTimeout(ctx, db.cfg.AcquireTimeout)
+	conn, err := db.pool.Acquire(actx)
+	cancel()
+	if err != nil {
+		return err
+	}
+	defer conn.Release()
+	batch := &pgx.Batch{}
+	for _, id := range ids {
+		batch.Queue(sqlUserByID, id)
+	}
+	br := conn.SendBatch(ctx, batch)
+	for range ids {
+		rows, err := br.Query()
+		if err != nil {
+			br.Close()
+			return err
+		}
+		for rows.Next() {
+			var u shop.User
+			if err := scanUser(rows, &u); err != nil {
+				rows.Close()
+				br.Close()
+				return err
+			}
+			found(u.ID, u)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			br.Close()
+			return err
+		}
+	}
+	return br.Close()
+}
