@@ -250,7 +250,13 @@ func (e *engine) waitUntil(ctx context.Context, at time.Duration, timer *time.Ti
 				return false
 			}
 		case rem > 50*time.Microsecond:
-			shortSleep(rem - 30*time.Microsecond)
+			// Let the worker just handed a ticket run first: it waits in
+			// this P's run queue, which no other P may take while this
+			// thread sleeps in a system call holding the P.
+			runtime.Gosched()
+			if rem = at - e.now(); rem > 50*time.Microsecond {
+				shortSleep(rem - 30*time.Microsecond)
+			}
 		default:
 			runtime.Gosched()
 		}
