@@ -92,6 +92,9 @@ func (c Config) Validate() error {
 	if c.BatchMode != "any" && c.BatchMode != "pipeline" {
 		errs = append(errs, fmt.Errorf("batch mode must be any or pipeline, not %q", c.BatchMode))
 	}
+	if c.BatchMode != "any" && c.BatchMode != "pipeline" {
+		errs = append(errs, fmt.Errorf("batch mode must be any or pipeline, not %q", c.BatchMode))
+	}
 	if c.BatchesInFlight < 1 {
 		errs = append(errs, errors.New("batches in flight must be >= 1"))
 	}
