@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -92,9 +91,6 @@ func (c Config) Validate() error {
 	if c.BatchMode != "any" && c.BatchMode != "pipeline" {
 		errs = append(errs, fmt.Errorf("batch mode must be any or pipeline, not %q", c.BatchMode))
 	}
-	if c.BatchMode != "any" && c.BatchMode != "pipeline" {
-		errs = append(errs, fmt.Errorf("batch mode must be any or pipeline, not %q", c.BatchMode))
-	}
 	if c.BatchesInFlight < 1 {
 		errs = append(errs, errors.New("batches in flight must be >= 1"))
 	}
@@ -110,8 +106,6 @@ type DB struct {
 	users     *Coalescer[int64, shop.User]
 	products  *Coalescer[int64, shop.Product]
 	inventory *Coalescer[int64, shop.Stock]
-
-	lastReset atomic.Int64 // UnixNano of the last pool reset (health.go)
 }
 
 // Open creates the pool, waits until one connection works and returns the
@@ -162,10 +156,6 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*DB, error) {
 	pingCtx, cancel := context.WithTimeout(ctx, pc.ConnConfig.ConnectTimeout+time.Second)
 	defer cancel()
 	if err := pool.Ping(pingCtx); err != nil {
-		pool.Close()
-		return nil, shop.Wrap(shop.EUNAVAILABLE, "database unreachable", err)
-	}
-	if err := warm(pingCtx, pool, cfg.MinConns); err != nil {
 		pool.Close()
 		return nil, shop.Wrap(shop.EUNAVAILABLE, "database unreachable", err)
 	}
