@@ -82,7 +82,7 @@ func newEngine(cfg Config) (*engine, error) {
 	} else {
 		e.end = cfg.Warmup + cfg.Duration
 	}
-	e.rec = newRecorder(cfg.Connections)
+	e.rec = newRecorder(cfg.Connections, e.pacer == nil)
 	return e, nil
 }
 

@@ -82,11 +82,15 @@ type workerCounters struct {
 type recorder struct {
 	shards   []shard
 	counters []workerCounters
+	// closed: corrected and uncorrected latency are the same thing (closed
+	// model); only one histogram is kept and an interval's Uncorrected is
+	// its Corrected, which halves the memory of a long run.
+	closed bool
 }
 
-func newRecorder(workers int) *recorder {
+func newRecorder(workers int, closed bool) *recorder {
 	n := min(workers, 2*runtime.GOMAXPROCS(0))
-	r := &recorder{shards: make([]shard, max(n, 1)), counters: make([]workerCounters, workers)}
+	r := &recorder{shards: make([]shard, max(n, 1)), counters: make([]workerCounters, workers), closed: closed}
 	for i := range r.shards {
 		for k := range 2 {
 			r.shards[i].live[k] = newSlot()
@@ -116,7 +120,9 @@ func (r *recorder) record(w int, o outcome) {
 	s := sh.live[o.part]
 	if o.status > 0 || o.timedOut {
 		s.corrected.RecordValue(clampUS(o.corrected))
-		s.uncorrected.RecordValue(clampUS(o.uncorrected))
+		if !r.closed {
+			s.uncorrected.RecordValue(clampUS(o.uncorrected))
+		}
 	}
 	if o.status > 0 {
 		if o.status < len(s.statuses) {
@@ -205,10 +211,15 @@ func (c *collector) rotate(start, end time.Time, part int) Interval {
 		iv.Errors[ErrUnsent] += c.unsent
 		c.unsent = 0
 	}
+	keep := (*hdrhistogram.Histogram).Clone
 	if part == measured {
-		iv.Corrected, iv.Uncorrected = compact(a.corrected), compact(a.uncorrected)
+		keep = compact
+	}
+	iv.Corrected = keep(a.corrected)
+	if c.rec.closed {
+		iv.Uncorrected = iv.Corrected
 	} else {
-		iv.Corrected, iv.Uncorrected = a.corrected.Clone(), a.uncorrected.Clone()
+		iv.Uncorrected = keep(a.uncorrected)
 	}
 	a.reset()
 	// Measured requests may leave (and even complete) before the collector
