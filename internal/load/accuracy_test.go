@@ -199,25 +199,42 @@ func TestAccuracyOpenModel(t *testing.T) {
 		}
 	}
 
-	// The analytic expectation assumes a machine that serves 1000 requests/s
-	// in about 1 ms each. Under the race detector, or squeezed by other test
-	// binaries, it may not (the uncorrected median shows it); the truth
-	// comparison above still holds then, and is the point of the test.
-	if p50 := uncorrected.ValueAtQuantile(50); raceEnabled || p50 > 5_000 {
-		t.Skipf("machine too slow for the analytic checks (race detector %v, uncorrected p50 %.1f ms)", raceEnabled, ms(p50))
+	if raceEnabled {
+		return // 250/s under the race detector: the analytic figures below are for 1000/s
 	}
-	if p99 := corrected.ValueAtQuantile(99); p99 < 185_000 || p99 > 215_000 {
-		t.Errorf("corrected p99 = %.1f ms, want the stall to show: about 191 ms (185..215)", ms(p99))
+	// Whatever the machine: the stall shows in the corrected p99, the
+	// uncorrected p99 misses it (coordinated omission), and each stall holds
+	// back the ~196 requests that find no free connection.
+	cp99, up99 := corrected.ValueAtQuantile(99), uncorrected.ValueAtQuantile(99)
+	if cp99 < 185_000 {
+		t.Errorf("corrected p99 = %.1f ms, want the 200 ms stall to show (>= 185 ms)", ms(cp99))
 	}
-	if p99 := uncorrected.ValueAtQuantile(99); p99 > 20_000 {
-		t.Errorf("uncorrected p99 = %.1f ms, want it to miss the stall (a few ms at most)", ms(p99))
+	if up99 > cp99/5 {
+		t.Errorf("uncorrected p99 = %.1f ms, corrected %.1f ms: want the uncorrected one to miss the stall", ms(up99), ms(cp99))
 	}
-	// Each stall holds back the ~196 requests that find no free connection;
-	// more are late while 4 connections drain the backlog, how many depends
+	if late < 5*150 {
+		t.Errorf("late sends = %d, want at least 5 × 150", late)
+	}
+	// The exact analytic figures assume a machine that serves 1000
+	// requests/s in about 1 ms each, so that 4 connections drain a stall's
+	// backlog in tens of ms. Squeezed by other processes it may not (the
+	// truth's own p99 then exceeds the analytic one); the truth comparison
+	// above still holds then, and is the point of the test.
+	if tp99 := truth.ValueAtQuantile(99); tp99 > 215_000 {
+		t.Logf("machine too busy for the analytic figures: true p99 %.1f ms", ms(tp99))
+		return
+	}
+	if cp99 > 215_000 {
+		t.Errorf("corrected p99 = %.1f ms, want about 191 ms (185..215)", ms(cp99))
+	}
+	if up99 > 20_000 {
+		t.Errorf("uncorrected p99 = %.1f ms, want a few ms at most", ms(up99))
+	}
+	// More are late while 4 connections drain the backlog, how many depends
 	// on the server's real service time (1 ms asked of its timer, up to 2 ms
 	// delivered), but never most of them.
-	if late < 5*150 || late > sent/2 {
-		t.Errorf("late sends = %d, want at least 5 × 150 and at most half of %d", late, sent)
+	if late > sent/2 {
+		t.Errorf("late sends = %d, want at most half of %d", late, sent)
 	}
 }
 
