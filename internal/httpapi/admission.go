@@ -25,13 +25,23 @@ import (
 // instead watches the latency of successful requests per window: while it
 // stays within Tolerance of the no-load latency the limit may grow; when
 // it rises, requests are queueing somewhere downstream and the limit
-// shrinks in proportion (never by more than half a window).
+// shrinks in proportion.
+//
+// The no-load latency is the average latency of the windows in which the
+// limit was not in use, followed slowly: the typical latency of this server
+// on this machine, noise included, not its best moment (the minimum, which
+// Vegas-style limiters use, is far below the typical latency on a shared
+// machine, and the limit would then shrink on noise alone).
 //
 // The limit only moves while it is being used (the window's peak in-flight
 // reached half of it): a latency rise with few requests in flight is not
 // queueing caused by this server, and a quiet server keeps its limit.
-// Failures (database down, timeouts) are not latency samples: shrinking on
-// them would leave the limit at its floor when the database came back.
+// Failures (database down, timeouts) are not latency samples, and a window
+// with more than a tenth of failures leaves the limit alone: requests
+// piling up behind a dead database are not load the limit should answer,
+// and shrinking then would keep refusing work after the database is back.
+// The limit moves by the gradient itself, between halving and growing by
+// half per window, so it finds its level again within a second.
 const (
 	admissionWindow     = 100 * time.Millisecond
 	admissionMinSamples = 16
@@ -42,8 +52,9 @@ const (
 	// this fraction of it.
 	admissionSaturated = 0.5
 	admissionMinLimit  = 8
-	admissionMaxDecay  = 0.5 // most a limit shrinks in one window
-	admissionNoLoadEMA = 0.2 // how fast the no-load latency follows a quiet server
+	admissionMinGrad   = 0.5 // most a limit shrinks in one window
+	admissionMaxGrad   = 1.5 // most it grows in one window
+	admissionNoLoadEMA = 0.1 // how fast the no-load latency follows a server below its limit
 )
 
 // admission is the limiter. Its hot path is three atomic operations.
@@ -55,6 +66,7 @@ type admission struct {
 	winStart atomic.Int64 // UnixNano of the window's start
 	rttSum   atomic.Int64 // nanoseconds, successful requests of the window
 	rttCount atomic.Int64
+	fails    atomic.Int64 // failed requests of the window
 	peak     atomic.Int64 // highest in-flight seen in the window
 
 	mu       sync.Mutex // held by the one goroutine updating the limit
@@ -90,6 +102,7 @@ func (a *admission) acquire() bool {
 func (a *admission) release(start time.Time, ok bool) {
 	a.inFlight.Add(-1)
 	if !ok {
+		a.fails.Add(1)
 		return
 	}
 	now := time.Now()
@@ -102,28 +115,23 @@ func (a *admission) release(start time.Time, ok bool) {
 
 // update closes the window and moves the limit.
 func (a *admission) update(now time.Time) {
-	n, sum := a.rttCount.Swap(0), a.rttSum.Swap(0)
+	n, sum, fails := a.rttCount.Swap(0), a.rttSum.Swap(0), a.fails.Swap(0)
 	peak := a.peak.Swap(a.inFlight.Load())
 	a.winStart.Store(now.UnixNano())
-	if n == 0 {
+	if n == 0 || fails*10 > n {
 		return
 	}
 	avg := float64(sum) / float64(n)
 	saturated := float64(peak) >= a.cur*admissionSaturated
-	switch {
-	case a.noLoad == 0 || avg < a.noLoad:
+	if a.noLoad == 0 {
 		a.noLoad = avg
-	case !saturated:
-		a.noLoad += (avg - a.noLoad) * admissionNoLoadEMA
 	}
 	if !saturated {
+		a.noLoad += (avg - a.noLoad) * admissionNoLoadEMA
 		return
 	}
-	if g := admissionTolerance * a.noLoad / avg; g >= 1 {
-		a.cur += math.Max(1, a.cur/10)
-	} else {
-		a.cur = a.cur*math.Max(g, admissionMaxDecay) + 1
-	}
+	g := math.Min(math.Max(admissionTolerance*a.noLoad/avg, admissionMinGrad), admissionMaxGrad)
+	a.cur = a.cur*g + 1
 	a.cur = math.Min(math.Max(a.cur, admissionMinLimit), a.maxLimit)
 	a.limit.Store(int64(a.cur))
 }

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -106,6 +107,8 @@ type DB struct {
 	users     *Coalescer[int64, shop.User]
 	products  *Coalescer[int64, shop.Product]
 	inventory *Coalescer[int64, shop.Stock]
+
+	lastReset atomic.Int64 // UnixNano of the last pool reset (health.go)
 }
 
 // Open creates the pool, waits until one connection works and returns the
@@ -156,6 +159,10 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*DB, error) {
 	pingCtx, cancel := context.WithTimeout(ctx, pc.ConnConfig.ConnectTimeout+time.Second)
 	defer cancel()
 	if err := pool.Ping(pingCtx); err != nil {
+		pool.Close()
+		return nil, shop.Wrap(shop.EUNAVAILABLE, "database unreachable", err)
+	}
+	if err := warm(pingCtx, pool, cfg.MinConns); err != nil {
 		pool.Close()
 		return nil, shop.Wrap(shop.EUNAVAILABLE, "database unreachable", err)
 	}

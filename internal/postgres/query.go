@@ -10,14 +10,14 @@ import (
 // hands each row to scan. The acquire wait is bounded separately from the
 // statement so that a saturated pool fails fast (503) instead of eating the
 // whole request deadline.
-func (db *DB) query(ctx context.Context, scan func(pgx.Rows) error, sql string, args ...any) error {
+func (db *DB) query(ctx context.Context, scan func(pgx.Rows) error, sql string, args ...any) (err error) {
 	actx, cancel := context.WithTimeout(ctx, db.cfg.AcquireTimeout)
 	conn, err := db.pool.Acquire(actx)
 	cancel()
 	if err != nil {
 		return err
 	}
-	defer conn.Release()
+	defer db.release(conn, &err)
 	rows, err := conn.Query(ctx, sql, args...)
 	if err != nil {
 		return err
