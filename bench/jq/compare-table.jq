@@ -3,6 +3,10 @@
 include "format";
 
 def verdict($ok): if $ok == null then "" elif $ok then "met" else "MISSED" end;
+# The rate ratio the CPU cost per request predicts when server, PostgreSQL
+# and generator share the machine's cores and nothing else runs: robust to
+# other programs taking a varying share of a shared machine.
+def cpu_ratio($static; $run): ($static.total_us + $static.gen_us) / ($run.total_us + $run.gen_us);
 def coalesce_label: if . == "coalesce-on" then "on" else "off" end;
 
 .rows as $rows
@@ -19,23 +23,26 @@ def coalesce_label: if . == "coalesce-on" then "on" else "off" end;
     | runs($s; $r; $c) + {server: $s, route: $r, conns: $c, static: runs($s; "static"; $c)}
     | select(.closed != null) ] as $lines
 | "storefront \(.machine.commit) · \(.machine.nproc) CPUs (\(.machine.cpu)), \(.machine.memory) · \(.config.users | int) users, \(.config.products | int) products",
+  "server: storefront serve \(.config.server_flags | if . == "" then "(defaults)" else . end) --coalesce=on|off",
   "max: closed model, \(.config.closed_s) s after a \(.config.warmup_s) s warm-up; half: open model, \(.config.open_s) s at half the max rate; ms corrected for coordinated omission",
-  "CPU µs per request = CPU seconds of the run / responses (server: storefront; PG: postmaster and all its children; gen: the load generator; other: the rest of the machine, in cores)",
+  "rate / static from CPU: (static's srv+PG+gen µs/req) / (the route's), the ratio expected on a machine running nothing else",
+  "req/s: answers other than 5xx per second; CPU µs per request = CPU seconds of the run / those answers (server: storefront; PG: postmaster and all its children; gen: the load generator; other: the rest of the machine, in cores)",
   "",
-  ((["route", "coalesce", "conns", "req/s max", "p50 / p99 max", "p50 / p99 half", "late half", "errors", "server µs/req", "PG µs/req", "srv+PG µs/req", "gen µs/req", "other cores", "RSS MB", "rate / static"]
-    + (if $wrk then ["wrk req/s", "wrk srv+PG µs/req", "wrk rate / static"] else [] end)) as $h
+  ((["route", "coalesce", "conns", "req/s max", "p50 / p99 max", "p50 / p99 half", "late half", "errors", "server µs/req", "PG µs/req", "srv+PG µs/req", "gen µs/req", "other cores", "RSS MB", "rate / static", "rate / static from CPU"]
+    + (if $wrk then ["wrk req/s", "wrk gen µs/req", "wrk srv+PG µs/req", "wrk rate / static"] else [] end)) as $h
    | ($h | mdrow), mdsep($h | length)),
   ($lines[] |
-    ([ .route, (.server | coalesce_label), (.conns | tostring), (.closed.rate | int),
+    ([ .route, (.server | coalesce_label), (.conns | tostring), (.closed.ok_rate | int),
       "\(.closed.p50 | fmt(2)) / \(.closed.p99 | fmt(2))",
       (if .open then "\(.open.p50 | fmt(2)) / \(.open.p99 | fmt(2))" else dash end),
       (.open.late_sends | int),
       ((.closed.errors + (.open.errors // 0)) | int),
       (.closed.server_us | fmt(1)), (.closed.pg_us | fmt(1)), (.closed.total_us | fmt(1)), (.closed.gen_us | fmt(1)),
       (.closed.other_cores | fmt(2)), (.closed.rss_max_mb | fmt(0)),
-      (if .static.closed then (.closed.rate / .static.closed.rate | pct) else dash end) ]
-    + (if $wrk then [ (.wrk.rate | int), (.wrk.total_us | fmt(1)),
-        (if .wrk and .static.wrk then (.wrk.rate / .static.wrk.rate | pct) else dash end) ] else [] end))
+      (if .static.closed then (.closed.ok_rate / .static.closed.ok_rate | pct) else dash end),
+      (if .static.closed then (cpu_ratio(.static.closed; .closed) | pct) else dash end) ]
+    + (if $wrk then [ (.wrk.ok_rate | int), (.wrk.gen_us | fmt(1)), (.wrk.total_us | fmt(1)),
+        (if .wrk and .static.wrk then (.wrk.ok_rate / .static.wrk.ok_rate | pct) else dash end) ] else [] end))
     | mdrow),
   "",
   "Targets (database-backed routes, \($conns[0]) connections, loadgen):",
@@ -47,7 +54,10 @@ def coalesce_label: if . == "coalesce-on" then "on" else "off" end;
         | if length == 0 then null elif better == "high" then min_by(.v) else max_by(.v) end;
       def cell(w; show; $ok): if w == null then dash else "\(w | show) (\(w | .route)) \(verdict($ok))" end;
       ( ["DB rate / static rate ≥ 75% (worst route)"]
-        + [ $servers[] as $s | worst($s; (if .static.closed then .closed.rate / .static.closed.rate else null end); "high")
+        + [ $servers[] as $s | worst($s; (if .static.closed then .closed.ok_rate / .static.closed.ok_rate else null end); "high")
+            | cell(.; .v | pct; (if . then .v >= 0.75 else null end)) ] | mdrow ),
+      ( ["the same from CPU per request (worst route)"]
+        + [ $servers[] as $s | worst($s; (if .static.closed then cpu_ratio(.static.closed; .closed) else null end); "high")
             | cell(.; .v | pct; (if . then .v >= 0.75 else null end)) ] | mdrow ),
       ( ["server+PG CPU ≤ 25 µs/req at max (worst route)"]
         + [ $servers[] as $s | worst($s; .closed.total_us; "low")

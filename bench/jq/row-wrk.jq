@@ -1,10 +1,13 @@
 # row-wrk.jq: row.jq for a wrk run: the input is the line bench/wrk/scenario.lua
-# prints when wrk is done. wrk counts non-2xx/3xx answers (the 404s of
-# soft-deleted users, for one) as "status" errors; they are reported as
-# status_4xx here, and errors counts socket errors and timeouts only.
-def per_req($s): if .requests > 0 then $s * 1e6 / .requests else null end;
+# prints when wrk is done. wrk counts every non-2xx/3xx answer as a "status"
+# error without telling 404 from 503; they are reported as status_4xx here
+# and counted as ok, so with admission control on (--shed) wrk's rate
+# includes the 503s. errors counts socket errors and timeouts only.
+.requests as $ok
+| def per_req($s): if $ok > 0 then $s * 1e6 / $ok else null end;
 $cpu[0] as $c
 | {
+    ok: $ok, ok_rate: .rate,
     server: $server, route: $route, conns: $conns, model: $model, generator: "wrk", dir: $dir,
     target_rate: 0, rate: .rate, responses: .requests, duration_s: .duration_s,
     p50: .p50_ms, p90: .p90_ms, p99: .p99_ms, p999: .p999_ms, max: .max_ms,

@@ -1,9 +1,14 @@
 # row.jq: one result row from loadgen's summary.json (input) and proccpu's
-# cpu.json ($cpu[0]); arguments name the run. CPU per request divides the
-# CPU seconds of the whole measured run by the responses it recorded.
-def per_req($s): if .responses > 0 then $s * 1e6 / .responses else null end;
+# cpu.json ($cpu[0]); arguments name the run. "ok" responses are those that
+# are not 5xx (404s of soft-deleted rows are answers too); ok_rate is what
+# the tables call req/s, and CPU per request divides the CPU seconds of the
+# whole measured run by the ok responses, so that a server answering most
+# requests with a cheap 503 does not look efficient.
+(.responses - (.status_5xx // 0)) as $ok
+| def per_req($s): if $ok > 0 then $s * 1e6 / $ok else null end;
 $cpu[0] as $c
 | {
+    ok: $ok, ok_rate: ($ok / .duration_s),
     server: $server, route: $route, conns: $conns, model: $model, generator: "loadgen", dir: $dir,
     target_rate: .target_rate, rate: .achieved_rate, responses: .responses, duration_s: .duration_s,
     p50: .corrected.p50_ms, p90: .corrected.p90_ms, p99: .corrected.p99_ms,
