@@ -138,7 +138,8 @@ func TestClosedModelWithScenario(t *testing.T) {
 func TestDistributedRun(t *testing.T) {
 	srv := okServer(t)
 	dir := t.TempDir()
-	start := time.Now().Add(1500 * time.Millisecond).UTC().Format(time.RFC3339Nano)
+	// Far enough ahead for both to check the target first on a busy machine.
+	start := time.Now().Add(3 * time.Second).UTC().Format(time.RFC3339Nano)
 	var wg sync.WaitGroup
 	codes := make([]int, 2)
 	for i := range 2 {
