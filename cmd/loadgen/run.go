@@ -20,7 +20,10 @@ const runUsage = `Usage: loadgen run --target URL [flags]
 Open model (default when --rate or --stages is given): requests leave at
 their intended times whatever the server does; latency is measured from the
 intended time (corrected) and from the actual send (uncorrected). A request
-that finds every connection busy waits, and counts as a late send.
+that finds every connection busy waits, and counts as a late send (one
+that leaves more than 1 ms after its intended time); one still waiting when
+the run ends (plus one --timeout of grace) is reported as an "unsent" error,
+never dropped silently.
 Closed model (no --rate, no --stages): --connections connections each send
 their next request as soon as the previous response is in.
 
