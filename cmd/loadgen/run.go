@@ -17,7 +17,7 @@ import (
 
 const runUsage = `Usage: loadgen run --target URL [flags]
 
-Open model (default when --rate or --stages is given): requests leave at
+Open model (--rate or --stages): requests leave at
 their intended times whatever the server does; latency is measured from the
 intended time (corrected) and from the actual send (uncorrected). A request
 that finds every connection busy waits, and counts as a late send (one
