@@ -355,10 +355,12 @@ func garbageServer(t *testing.T) net.Listener {
 }
 
 // TestPacerDispatchesOnSchedule: with free workers, requests leave one by
-// one at their intended times, not in bursts per timer tick. The bounds are
-// loose enough for a busy 2-core machine: the median dispatch is within
-// 250 µs of its time (a tick-based pacer would be up to 1 ms off for half of
-// them and send bursts), and no 5 ms window holds more than twice its share.
+// one at their intended times, not in bursts per timer tick: a pacer that
+// released every request due in a tick (1 ms for the Go timer of an idle
+// process, 10 ms for wrk2's batches) would be half a tick late at the
+// median. The bound, 250 µs, holds on a busy 2-core machine; the tail is
+// left alone, as the operating system may deschedule the pacer for
+// milliseconds there, after which the overdue requests rightly leave at once.
 func TestPacerDispatchesOnSchedule(t *testing.T) {
 	const rate = 2000
 	e := &engine{pacer: ConstantPacer{Freq: rate, Length: time.Second}, end: time.Second, giveUp: make(chan struct{})}
@@ -366,37 +368,20 @@ func TestPacerDispatchesOnSchedule(t *testing.T) {
 	e.tickets = make(chan ticket)
 	go e.pace(context.Background())
 	var lateness []time.Duration
-	var at []time.Duration
 	for tk := range e.tickets {
-		now := e.now()
-		lateness = append(lateness, now-tk.at)
-		at = append(at, now)
+		lateness = append(lateness, e.now()-tk.at)
 	}
 	if len(lateness) != rate {
 		t.Fatalf("dispatched %d, want %d", len(lateness), rate)
 	}
-	sorted := append([]time.Duration(nil), lateness...)
-	slices.Sort(sorted)
-	median, p99 := sorted[len(sorted)/2], sorted[len(sorted)*99/100]
-	t.Logf("dispatch lateness: median %v, p99 %v, max %v", median, p99, sorted[len(sorted)-1])
-	if sorted[0] < 0 {
-		t.Errorf("a request was dispatched %v early", -sorted[0])
+	slices.Sort(lateness)
+	median := lateness[len(lateness)/2]
+	t.Logf("dispatch lateness: median %v, p90 %v, p99 %v, max %v", median,
+		lateness[len(lateness)*9/10], lateness[len(lateness)*99/100], lateness[len(lateness)-1])
+	if lateness[0] < 0 {
+		t.Errorf("a request was dispatched %v early", -lateness[0])
 	}
 	if median > 250*time.Microsecond {
 		t.Errorf("median lateness %v, want under 250µs", median)
-	}
-	// Bursts: count dispatches per 5 ms window (10 expected).
-	windows := map[time.Duration]int{}
-	for _, a := range at {
-		windows[a/(5*time.Millisecond)]++
-	}
-	busy := 0
-	for _, n := range windows {
-		if n > 20 {
-			busy++
-		}
-	}
-	if busy > 2 {
-		t.Errorf("%d windows of 5 ms held more than 20 dispatches (10 expected)", busy)
 	}
 }
