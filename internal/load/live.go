@@ -62,7 +62,8 @@ func (l *Live) format(p Progress) string {
 	if p.Warmup {
 		phase = "warmup "
 	}
-	fmt.Fprintf(&b, "[%s%s/%s] ", phase, roundSeconds(p.Elapsed), roundSeconds(p.Total))
+	// The last interval runs until the last response is in, past the end.
+	fmt.Fprintf(&b, "[%s%s/%s] ", phase, roundSeconds(min(p.Elapsed, p.Total)), roundSeconds(p.Total))
 	rate := 0.0
 	if secs > 0 {
 		rate = float64(responses) / secs
