@@ -385,3 +385,25 @@ func TestPacerDispatchesOnSchedule(t *testing.T) {
 		t.Errorf("median lateness %v, want under 250µs", median)
 	}
 }
+
+// TestLargeRequestBody: a request larger than the socket buffer is written
+// in several pieces (the partial-write path of the raw connection).
+func TestLargeRequestBody(t *testing.T) {
+	const size = 8 << 20
+	var bad atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if n, _ := io.Copy(io.Discard, r.Body); n != size {
+			bad.Add(1)
+		}
+	}))
+	defer srv.Close()
+	sc := &Scenario{Requests: []RequestSpec{{Weight: 1, Method: "POST", Path: "/upload", Body: strings.Repeat("x", size)}}}
+	rec, err := Run(context.Background(), Config{Target: srv.URL, Rate: 10, Duration: 500 * time.Millisecond, Connections: 2,
+		Timeout: 10 * time.Second, Scenario: sc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tot := sumUp(rec); tot.statuses[200] != 5 || bad.Load() != 0 {
+		t.Errorf("statuses %v, errors %v, bodies cut short %d", tot.statuses, tot.errors, bad.Load())
+	}
+}
