@@ -113,6 +113,12 @@ func runLoad(ctx context.Context, spec loadSpec) *loadResult {
 	n := 0
 pace:
 	for n < total {
+		if time.Since(start) >= spec.duration {
+			// The run is over: whatever is still due never left (every
+			// connection was busy).
+			res.unsent += total - n
+			break
+		}
 		due := min(total, int(time.Since(start).Seconds()*spec.rate)+1)
 		for ; n < due; n++ {
 			select {
@@ -121,13 +127,16 @@ pace:
 				continue
 			default:
 			}
-			timer.Reset(spec.timeout)
+			timer.Reset(min(spec.timeout, max(spec.duration-time.Since(start), time.Millisecond)))
 			select {
 			case tickets <- n:
 				dispatched[n] = true
 			case <-ctx.Done():
 				break pace
 			case <-timer.C:
+				if time.Since(start) >= spec.duration {
+					continue pace // the outer loop counts the rest as unsent
+				}
 				// Every connection has been busy for a whole timeout: the
 				// server has stopped answering; keep the schedule moving.
 				res.unsent++

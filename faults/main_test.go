@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -37,6 +39,7 @@ var env struct {
 	bin      string
 	dir      string
 	pg       *pgembed.Server
+	pgCfg    pgembed.Config
 	users    []int64 // live user ids
 	products []int64 // live product ids
 }
@@ -72,15 +75,19 @@ func setup() (int, error) {
 	if out, err := exec.CommandContext(ctx, "go", "build", "-o", env.bin, "storefront/cmd/storefront").CombinedOutput(); err != nil {
 		return 0, fmt.Errorf("go build: %v\n%s", err, out)
 	}
-	env.pg, err = pgembed.Start(ctx, pgembed.Config{
+	env.pgCfg = pgembed.Config{
 		DataDir:   filepath.Join(env.dir, "data"),
 		Ephemeral: true,
 		ListenTCP: "127.0.0.1",
 		Settings:  map[string]string{"max_connections": "200", "shared_buffers": "128MB"},
-	})
+	}
+	env.pg, err = pgembed.Start(ctx, env.pgCfg)
 	if err != nil {
 		return 0, err
 	}
+	// Restarts after a Stop must come back on the same port.
+	_, port, _ := net.SplitHostPort(env.pg.TCPAddr())
+	env.pgCfg.Port, _ = strconv.Atoi(port)
 	if err := env.pg.CreateDatabase(ctx, database, ""); err != nil {
 		return 0, err
 	}

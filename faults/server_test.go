@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -62,7 +64,11 @@ func startServer(t *testing.T, o serverOpts) *server {
 		o.addr = freeAddr(t)
 	}
 	s := &server{t: t, addr: o.addr, admin: freeAddr(t), exited: make(chan struct{})}
-	s.logPath = filepath.Join(t.TempDir(), "storefront.log")
+	logDir := os.Getenv("FAULTS_LOG_DIR") // kept for inspection when set
+	if logDir == "" {
+		logDir = t.TempDir()
+	}
+	s.logPath = filepath.Join(logDir, strings.ReplaceAll(t.Name(), "/", "_")+"-"+strings.ReplaceAll(s.admin, ":", "_")+".log")
 	logFile, err := os.Create(s.logPath)
 	if err != nil {
 		t.Fatal(err)
@@ -93,7 +99,7 @@ func startServer(t *testing.T, o serverOpts) *server {
 			<-s.exited
 		}
 		if t.Failed() {
-			t.Logf("storefront log (%s), last lines:\n%s", s.addr, s.logTail(30))
+			t.Logf("storefront log (%s): %s", s.addr, s.logSummary())
 		}
 	})
 	s.waitReady(30 * time.Second)
@@ -216,6 +222,41 @@ func (s *server) logTail(n int) string {
 	}
 	return strings.Join(lines, "\n")
 }
+
+// logSummary counts the log's distinct messages and errors (numbers and
+// ids blurred), most frequent first.
+func (s *server) logSummary() string {
+	data, _ := os.ReadFile(s.logPath)
+	counts := map[string]int{}
+	for _, line := range strings.Split(string(data), "\n") {
+		msg, _, _ := strings.Cut(line[strings.Index(line, "msg=")+4:], " request_id=")
+		if i := strings.Index(line, " err="); i >= 0 {
+			msg += " |" + line[i:]
+		}
+		if strings.Contains(line, "msg=") {
+			counts[digits.ReplaceAllString(msg, "N")]++
+		}
+	}
+	type kv struct {
+		k string
+		n int
+	}
+	var list []kv
+	for k, n := range counts {
+		list = append(list, kv{k, n})
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].n > list[j].n })
+	var b strings.Builder
+	for i, e := range list {
+		if i == 12 {
+			break
+		}
+		fmt.Fprintf(&b, "\n  %6d  %s", e.n, e.k)
+	}
+	return b.String()
+}
+
+var digits = regexp.MustCompile(`[0-9]+`)
 
 // logContains reports whether the server logged s.
 func (s *server) logContains(sub string) bool {

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"math"
+	"math/bits"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,61 +19,99 @@ import (
 // acquire timeout.
 //
 // Why adaptive rather than a fixed limit: the right number of requests in
-// flight is capacity times latency, and both move (coalescing turns many
+// flight is throughput times latency, and both move (coalescing turns many
 // lookups into one query, the database slows down, the machine is shared).
 // A fixed limit set for one of those is too low (refusing work that could
-// be served) or too high (letting a queue build) for another. The limiter
-// instead watches the latency of successful requests per window: while it
-// stays within Tolerance of the no-load latency the limit may grow; when
-// it rises, requests are queueing somewhere downstream and the limit
-// shrinks in proportion.
+// be served) or too high (letting a queue build) for another.
 //
-// The no-load latency is the average latency of the windows in which the
-// limit was not in use, followed slowly: the typical latency of this server
-// on this machine, noise included, not its best moment (the minimum, which
-// Vegas-style limiters use, is far below the typical latency on a shared
-// machine, and the limit would then shrink on noise alone).
+// How it adapts. The limit starts at its ceiling and only moves in windows
+// where it was reached (some request was refused): below it the server is
+// not the one queueing, whatever the latency, and a latency rise there
+// (the database got slower, the machine is busy) is absorbed by having
+// more requests in flight, not answered by refusing them. In a window at
+// the limit:
+//   - if the admitted requests kept a median latency within Tolerance of
+//     the typical one, the limit grows (by up to a quarter);
+//   - if their latency rose and the limit turned away a real share of the
+//     arrivals (pinned), they are queueing downstream (for a pooled
+//     connection, a batch slot, the CPU) and the limit shrinks in
+//     proportion (by at most a fifth); a limit that only clipped a burst does
+//     not shrink;
+//   - if more than a tenth of them failed while at least half the limit
+//     was in flight (a pool that times out with that many requests waiting
+//     is a queue that overflowed), it halves. Failures with few requests in
+//     flight (a database that refuses connections) leave it alone.
 //
-// The limit only moves while it is being used (the window's peak in-flight
-// reached half of it): a latency rise with few requests in flight is not
-// queueing caused by this server, and a quiet server keeps its limit.
-// Failures (database down, timeouts) are not latency samples, and a window
-// with more than a tenth of failures leaves the limit alone: requests
-// piling up behind a dead database are not load the limit should answer,
-// and shrinking then would keep refusing work after the database is back.
-// The limit moves by the gradient itself, between halving and growing by
-// half per window, so it finds its level again within a second.
+// Below the limit, with a healthy latency, the limit drifts back up to the
+// ceiling (by a tenth per window), so that after an overload the next
+// burst finds room again.
+//
+// The typical latency is the median latency of the windows below the
+// limit, followed slowly: this server's latency on this machine, noise
+// included. (The minimum, which Vegas-style limiters use, is far below the
+// typical latency on a shared machine, and a limit reached during a burst
+// would then shrink on noise alone; the median ignores the odd stalled
+// request that moves a mean.) A dead database makes requests fail fast,
+// or hang until their deadline with the in-flight count far below the
+// ceiling: either way the limit does not move, so nothing is refused for
+// the limiter's sake once the database is back. (A blackhole under enough
+// load to fill half the limit does halve it; the first windows after the
+// database answers again grow it back by a quarter each, within about two
+// seconds.)
 const (
 	admissionWindow     = 100 * time.Millisecond
 	admissionMinSamples = 16
-	// Tolerance is how much slower than the no-load latency a window may be
-	// before the limit shrinks.
-	admissionTolerance = 1.5
-	// A window counts as using the limit when its peak in-flight reached
-	// this fraction of it.
-	admissionSaturated = 0.5
-	admissionMinLimit  = 8
-	admissionMinGrad   = 0.5 // most a limit shrinks in one window
-	admissionMaxGrad   = 1.5 // most it grows in one window
-	admissionNoLoadEMA = 0.1 // how fast the no-load latency follows a server below its limit
+	// Tolerance is how much slower than the typical latency a window at the
+	// limit may be before the limit shrinks.
+	admissionTolerance  = 1.2
+	admissionMinLimit   = 8
+	admissionMinGrad    = 0.8  // most a limit shrinks in one window on latency
+	admissionMaxGrad    = 1.25 // most it grows in one window
+	admissionOverflow   = 0.5  // what it shrinks by when requests time out at the limit
+	admissionIdleGrowth = 1.1  // how it grows back per healthy window below it
+	admissionPinned     = 0.02 // share of arrivals refused that makes a window pinned
+	admissionTypicalEMA = 0.1  // how fast the typical latency follows a server below its limit
 )
 
-// admission is the limiter. Its hot path is three atomic operations.
+// Latency buckets: four per doubling from 1 µs, up to about 4 s.
+const latBuckets = 4 * 22
+
+func latBucket(d time.Duration) int {
+	us := uint64(max(d.Microseconds(), 1))
+	exp := bits.Len64(us) - 1 // us in [2^exp, 2^(exp+1))
+	sub := 0
+	if exp >= 2 {
+		sub = int(us>>(exp-2)) & 3
+	}
+	return min(exp*4+sub, latBuckets-1)
+}
+
+// latBucketValue is a bucket's lower bound.
+func latBucketValue(i int) time.Duration {
+	exp, sub := i/4, i%4
+	if exp < 2 {
+		return time.Duration(1<<exp) * time.Microsecond
+	}
+	return time.Duration((4+sub)<<(exp-2)) * time.Microsecond
+}
+
+// admission is the limiter. Its hot path is a few atomic operations.
 type admission struct {
 	inFlight atomic.Int64
 	limit    atomic.Int64
-	refused  atomic.Uint64
+	refused  atomic.Int64 // since the start
 
 	winStart atomic.Int64 // UnixNano of the window's start
-	rttSum   atomic.Int64 // nanoseconds, successful requests of the window
-	rttCount atomic.Int64
+	oks      atomic.Int64 // successful requests of the window
 	fails    atomic.Int64 // failed requests of the window
-	peak     atomic.Int64 // highest in-flight seen in the window
+	peak     atomic.Int64 // most requests in flight during the window
+	lat      [latBuckets]atomic.Int64
 
-	mu       sync.Mutex // held by the one goroutine updating the limit
-	cur      float64    // the limit, unrounded
-	noLoad   float64    // no-load latency estimate, nanoseconds
-	maxLimit float64
+	mu          sync.Mutex // held by the one goroutine updating the limit
+	cur         float64    // the limit, unrounded
+	typical     float64    // typical median latency, nanoseconds; 0 until measured
+	maxLimit    float64
+	lastRefused int64
 }
 
 // newAdmission returns a limiter starting at (and never above) maxInFlight.
@@ -101,13 +140,15 @@ func (a *admission) acquire() bool {
 // it succeeded (its latency is then a sample).
 func (a *admission) release(start time.Time, ok bool) {
 	a.inFlight.Add(-1)
-	if !ok {
-		a.fails.Add(1)
-		return
-	}
 	now := time.Now()
-	a.rttSum.Add(int64(now.Sub(start)))
-	if a.rttCount.Add(1) >= admissionMinSamples && now.UnixNano()-a.winStart.Load() >= int64(admissionWindow) && a.mu.TryLock() {
+	var n int64
+	if ok {
+		a.lat[latBucket(now.Sub(start))].Add(1)
+		n = a.oks.Add(1)
+	} else {
+		n = a.fails.Add(1)
+	}
+	if n >= admissionMinSamples && now.UnixNano()-a.winStart.Load() >= int64(admissionWindow) && a.mu.TryLock() {
 		a.update(now)
 		a.mu.Unlock()
 	}
@@ -115,24 +156,51 @@ func (a *admission) release(start time.Time, ok bool) {
 
 // update closes the window and moves the limit.
 func (a *admission) update(now time.Time) {
-	n, sum, fails := a.rttCount.Swap(0), a.rttSum.Swap(0), a.fails.Swap(0)
+	var hist [latBuckets]int64
+	for i := range a.lat {
+		hist[i] = a.lat[i].Swap(0)
+	}
+	oks, fails := a.oks.Swap(0), a.fails.Swap(0)
 	peak := a.peak.Swap(a.inFlight.Load())
 	a.winStart.Store(now.UnixNano())
-	if n == 0 || fails*10 > n {
+	refused := a.refused.Load() - a.lastRefused
+	a.lastRefused += refused
+	pinned := float64(refused) >= admissionPinned*float64(oks+fails+refused)
+
+	var g float64
+	switch {
+	case fails*10 > oks+fails:
+		if float64(peak) < a.cur/2 {
+			return
+		}
+		g = admissionOverflow
+	case oks == 0:
 		return
+	default:
+		var median float64
+		for i, seen := 0, int64(0); i < latBuckets; i++ {
+			if seen += hist[i]; 2*seen >= oks {
+				median = float64(latBucketValue(i))
+				break
+			}
+		}
+		if a.typical == 0 {
+			a.typical = median
+		}
+		if refused == 0 {
+			a.typical += (median - a.typical) * admissionTypicalEMA
+			if a.cur >= a.maxLimit || median > admissionTolerance*a.typical {
+				return
+			}
+			g = admissionIdleGrowth // overload is over: drift back to the ceiling
+			break
+		}
+		g = math.Min(math.Max(admissionTolerance*a.typical/median, admissionMinGrad), admissionMaxGrad)
+		if !pinned {
+			g = math.Max(g, 1) // a clipped burst: never shrink for it
+		}
 	}
-	avg := float64(sum) / float64(n)
-	saturated := float64(peak) >= a.cur*admissionSaturated
-	if a.noLoad == 0 {
-		a.noLoad = avg
-	}
-	if !saturated {
-		a.noLoad += (avg - a.noLoad) * admissionNoLoadEMA
-		return
-	}
-	g := math.Min(math.Max(admissionTolerance*a.noLoad/avg, admissionMinGrad), admissionMaxGrad)
-	a.cur = a.cur*g + 1
-	a.cur = math.Min(math.Max(a.cur, admissionMinLimit), a.maxLimit)
+	a.cur = math.Min(math.Max(a.cur*g+1, admissionMinLimit), a.maxLimit)
 	a.limit.Store(int64(a.cur))
 }
 

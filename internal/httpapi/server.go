@@ -62,7 +62,7 @@ func DefaultConfig() Config {
 		ReduceIdleMemory: true,
 
 		Shed:            true,
-		ShedMaxInFlight: 256,
+		ShedMaxInFlight: 1024,
 	}
 }
 
