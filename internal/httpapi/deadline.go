@@ -21,7 +21,11 @@ func (c *requestContext) Value(any) any               { return nil }
 
 var _ context.Context = (*requestContext)(nil)
 
-// newRequestContext returns the context for one request's lookups.
-func (s *Server) newRequestContext() context.Context {
-	return &requestContext{deadline: time.Now().Add(s.cfg.RequestTimeout)}
+// requestContext returns the context for one request's lookups. It lives
+// in the request's pooled buffer, so it allocates nothing; nothing keeps it
+// after the handler returns (lookups read its deadline, and a derived
+// context.WithTimeout is cancelled before the lookup returns).
+func (s *Server) requestContext(buf *buffer) context.Context {
+	buf.rctx.deadline = time.Now().Add(s.cfg.RequestTimeout)
+	return &buf.rctx
 }

@@ -196,7 +196,12 @@ func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
 // bufPool recycles encode buffers.
 type bufPool struct{ p sync.Pool }
 
-type buffer struct{ b []byte }
+// buffer is one request's scratch space: the encode buffer and the
+// context carrying its deadline.
+type buffer struct {
+	b    []byte
+	rctx requestContext
+}
 
 func (p *bufPool) get() *buffer {
 	if b, ok := p.p.Get().(*buffer); ok {

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"storefront/internal/shop"
 )
@@ -37,13 +38,7 @@ func (db *DB) Stock(ctx context.Context, productID int64) (shop.Stock, error) {
 	if db.cfg.Coalesce {
 		s, found, err = db.inventory.Get(ctx, productID)
 	} else {
-		ctx, cancel := db.withAcquireDeadline(ctx)
-		err = db.queryRetry(ctx, func(r pgx.Rows) error {
-			found = true
-			_, err := scanStockRow(r, &s)
-			return err
-		}, sqlStockByID, productID)
-		cancel()
+		s, found, err = db.stockByID(ctx, productID)
 	}
 	if err != nil {
 		return shop.Stock{}, translate(err)
@@ -52,6 +47,18 @@ func (db *DB) Stock(ctx context.Context, productID int64) (shop.Stock, error) {
 		return shop.Stock{}, shop.Errorf(shop.ENOTFOUND, "product %d not found", productID)
 	}
 	return s, nil
+}
+
+// stockByID is the uncoalesced lookup: one query per call.
+func (db *DB) stockByID(ctx context.Context, productID int64) (s shop.Stock, found bool, err error) {
+	ctx, cancel := db.withAcquireDeadline(ctx)
+	defer cancel()
+	err = db.queryRetry(ctx, func(r pgx.Rows) error {
+		found = true
+		_, err := scanStockRow(r, &s)
+		return err
+	}, sqlStockByID, productID)
+	return s, found, err
 }
 
 func (db *DB) fetchStock(ctx context.Context, ids []int64, found func(int64, shop.Stock)) error {
@@ -79,22 +86,29 @@ func (db *DB) fetchStock(ctx context.Context, ids []int64, found func(int64, sho
 	return err
 }
 
+// stockRow is one row of the stock queries; the warehouse columns are
+// NULL for a live product without stock rows.
+type stockRow struct {
+	productID   int64
+	warehouseID pgtype.Int8
+	code        pgtype.Text
+	onHand      pgtype.Int4
+	reserved    pgtype.Int4
+}
+
 // scanStockRow reads one row into s (setting ProductID and appending the
 // warehouse when the row has one) and returns the row's product id.
 func scanStockRow(r pgx.Rows, s *shop.Stock) (int64, error) {
-	var (
-		productID, warehouseID *int64
-		code                   *string
-		onHand, reserved       *int32
-	)
-	if err := r.Scan(&productID, &warehouseID, &code, &onHand, &reserved); err != nil {
+	var row stockRow
+	if err := r.Scan(&row.productID, &row.warehouseID, &row.code, &row.onHand, &row.reserved); err != nil {
 		return 0, err
 	}
-	s.ProductID = *productID
-	if warehouseID != nil {
+	s.ProductID = row.productID
+	if row.warehouseID.Valid {
 		s.Warehouses = append(s.Warehouses, shop.WarehouseStock{
-			WarehouseID: *warehouseID, Warehouse: *code, OnHand: *onHand, Reserved: *reserved,
+			WarehouseID: row.warehouseID.Int64, Warehouse: row.code.String,
+			OnHand: row.onHand.Int32, Reserved: row.reserved.Int32,
 		})
 	}
-	return *productID, nil
+	return row.productID, nil
 }

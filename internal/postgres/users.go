@@ -25,12 +25,7 @@ func (db *DB) User(ctx context.Context, id int64) (shop.User, error) {
 	if db.cfg.Coalesce {
 		u, found, err = db.users.Get(ctx, id)
 	} else {
-		ctx, cancel := db.withAcquireDeadline(ctx)
-		err = db.queryRetry(ctx, func(r pgx.Rows) error {
-			found = true
-			return scanUser(r, &u)
-		}, sqlUserByID, id)
-		cancel()
+		u, found, err = db.userByID(ctx, id)
 	}
 	if err != nil {
 		return shop.User{}, translate(err)
@@ -39,6 +34,18 @@ func (db *DB) User(ctx context.Context, id int64) (shop.User, error) {
 		return shop.User{}, shop.Errorf(shop.ENOTFOUND, "user %d not found", id)
 	}
 	return u, nil
+}
+
+// userByID is the uncoalesced lookup: one query per call. (Kept apart from
+// User so that the coalesced path's locals stay on the stack.)
+func (db *DB) userByID(ctx context.Context, id int64) (u shop.User, found bool, err error) {
+	ctx, cancel := db.withAcquireDeadline(ctx)
+	defer cancel()
+	err = db.queryRetry(ctx, func(r pgx.Rows) error {
+		found = true
+		return scanUser(r, &u)
+	}, sqlUserByID, id)
+	return u, found, err
 }
 
 func (db *DB) fetchUsers(ctx context.Context, ids []int64, found func(int64, shop.User)) error {
