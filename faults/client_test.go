@@ -416,3 +416,5 @@ func (st stats) String() string {
 	return fmt.Sprintf("sent=%d ok=%d statuses=%v errors=%v p50=%.1fms p99=%.1fms max=%.1fms",
 		st.Sent, st.Responses, st.Statuses, st.Errors, st.P50MS, st.P99MS, st.MaxMS)
 }
+
+func sortDurations(d []time.Duration) { slices.Sort(d) }
