@@ -117,9 +117,9 @@ func (s *Server) serveRoute(ctx *fasthttp.RequestCtx, r route, param []byte) {
 		s.fail(ctx, err)
 		return
 	}
-	rctx := s.newRequestContext()
 	buf := s.bufs.get()
 	defer s.bufs.put(buf)
+	rctx := s.requestContext(buf)
 	switch r {
 	case routeUser:
 		u, err := s.svc.Users.User(rctx, id)
@@ -151,15 +151,15 @@ func (s *Server) serveProductBySKU(ctx *fasthttp.RequestCtx, sku []byte) {
 		s.fail(ctx, shop.Errorf(shop.EINVALID, "SKU must be 1-%d characters of UTF-8 text without '/'", maxSKULen))
 		return
 	}
-	p, err := s.svc.Products.ProductBySKU(s.newRequestContext(), string(sku))
+	buf := s.bufs.get()
+	defer s.bufs.put(buf)
+	p, err := s.svc.Products.ProductBySKU(s.requestContext(buf), string(sku))
 	if err != nil {
 		s.fail(ctx, err)
 		return
 	}
-	buf := s.bufs.get()
 	buf.b = appendProduct(buf.b[:0], &p)
 	s.writeJSON(ctx, buf.b)
-	s.bufs.put(buf)
 }
 
 func (s *Server) serveProducts(ctx *fasthttp.RequestCtx) {
@@ -173,7 +173,9 @@ func (s *Server) serveProducts(ctx *fasthttp.RequestCtx) {
 		s.fail(ctx, err)
 		return
 	}
-	ps, err := s.svc.Products.Products(s.newRequestContext(), ids)
+	buf := s.bufs.get()
+	defer s.bufs.put(buf)
+	ps, err := s.svc.Products.Products(s.requestContext(buf), ids)
 	if err != nil {
 		s.fail(ctx, err)
 		return
@@ -184,10 +186,8 @@ func (s *Server) serveProducts(ctx *fasthttp.RequestCtx) {
 			missing = append(missing, id)
 		}
 	}
-	buf := s.bufs.get()
 	buf.b = appendProducts(buf.b[:0], ps, missing)
 	s.writeJSON(ctx, buf.b)
-	s.bufs.put(buf)
 }
 
 func (s *Server) serveReadyz(ctx *fasthttp.RequestCtx) {
