@@ -45,7 +45,7 @@ test: postgres vet
 
 # Each fuzz target runs for FUZZTIME on top of its committed seed corpus.
 fuzz:
-	@set -e; for target in FuzzAppendString FuzzAppendUser FuzzParseID FuzzRoute; do \
+	@set -e; for target in FuzzAppendString FuzzAppendUser FuzzParseID FuzzRoute FuzzHandler; do \
 		echo "fuzz $$target ($(FUZZTIME))"; \
 		$(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) ./internal/httpapi; \
 	done
@@ -57,7 +57,7 @@ bench-compare: postgres build
 	./bench/compare.sh
 
 faults: postgres build
-	$(GO) test -count=1 -timeout 30m -tags faults ./faults/...
+	$(GO) test -count=1 -timeout 30m -tags faults -v ./faults/...
 
 clean:
 	rm -rf $(BIN)
