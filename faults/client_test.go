@@ -344,6 +344,7 @@ type stats struct {
 	NoRetryAft int            `json:"503_without_retry_after,omitempty"`
 	P50MS      float64        `json:"p50_ms"`
 	P99MS      float64        `json:"p99_ms"`
+	P99SentMS  float64        `json:"p99_from_send_ms"` // from the actual send: the server's part
 	MaxMS      float64        `json:"max_ms"`
 	RatePerS   float64        `json:"rate_per_s"`
 }
@@ -351,7 +352,7 @@ type stats struct {
 // summarize counts the samples for which keep returns true (nil: all).
 func summarize(ss []sample, keep func(*sample) bool) stats {
 	st := stats{Statuses: map[string]int{}, Errors: map[string]int{}}
-	var lat []time.Duration
+	var lat, fromSend []time.Duration
 	var first, last time.Duration = -1, 0
 	for i := range ss {
 		s := &ss[i]
@@ -375,12 +376,15 @@ func summarize(ss []sample, keep func(*sample) bool) stats {
 			st.NoRetryAft++
 		}
 		lat = append(lat, s.latency())
+		fromSend = append(fromSend, s.done-s.sent)
 	}
 	if len(lat) > 0 {
 		slices.Sort(lat)
 		st.P50MS = ms(pct(lat, 50))
 		st.P99MS = ms(pct(lat, 99))
 		st.MaxMS = ms(lat[len(lat)-1])
+		slices.Sort(fromSend)
+		st.P99SentMS = ms(pct(fromSend, 99))
 	}
 	if last > first {
 		st.RatePerS = float64(st.Responses) / (last - first).Seconds()

@@ -229,13 +229,15 @@ func (s *server) logSummary() string {
 	data, _ := os.ReadFile(s.logPath)
 	counts := map[string]int{}
 	for _, line := range strings.Split(string(data), "\n") {
-		msg, _, _ := strings.Cut(line[strings.Index(line, "msg=")+4:], " request_id=")
-		if i := strings.Index(line, " err="); i >= 0 {
-			msg += " |" + line[i:]
+		i := strings.Index(line, "msg=")
+		if i < 0 {
+			continue
 		}
-		if strings.Contains(line, "msg=") {
-			counts[digits.ReplaceAllString(msg, "N")]++
+		msg, _, _ := strings.Cut(line[i+4:], " request_id=")
+		if j := strings.Index(line, " err="); j >= 0 {
+			msg += " |" + line[j:]
 		}
+		counts[digits.ReplaceAllString(msg, "N")]++
 	}
 	type kv struct {
 		k string
