@@ -166,6 +166,7 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*DB, error) {
 		pool.Close()
 		return nil, shop.Wrap(shop.EUNAVAILABLE, "database unreachable", err)
 	}
+	db.lastReset.Store(time.Now().UnixNano()) // the pool fills up under the first load
 	return db, nil
 }
 

@@ -7,8 +7,26 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// resetInterval is the shortest time between two pool resets.
-const resetInterval = 250 * time.Millisecond
+const (
+	// resetInterval is the shortest time between two pool resets.
+	resetInterval = 250 * time.Millisecond
+	// refillWindow is how long after a reset (or the pool's creation) the
+	// pool counts as refilling.
+	refillWindow = 2 * time.Second
+)
+
+// acquireTimeout is how long a query may wait for a pooled connection.
+// Normally AcquireTimeout: a pool with every connection busy is saturated,
+// and failing fast (503) beats eating the request's deadline. While the
+// pool refills after a reset or its creation, a wait is for a connection
+// being opened, which on a loaded machine takes longer than that; then only
+// the caller's deadline bounds it.
+func (db *DB) acquireTimeout() time.Duration {
+	if time.Now().UnixNano()-db.lastReset.Load() < int64(refillWindow) {
+		return db.batchTimeout()
+	}
+	return db.cfg.AcquireTimeout
+}
 
 // release gives conn back to the pool after a query that ended with *err.
 // A connection the query found dead (pgx closes it on any fatal error: a

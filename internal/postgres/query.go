@@ -11,7 +11,7 @@ import (
 // statement so that a saturated pool fails fast (503) instead of eating the
 // whole request deadline.
 func (db *DB) query(ctx context.Context, scan func(pgx.Rows) error, sql string, args ...any) (err error) {
-	actx, cancel := context.WithTimeout(ctx, db.cfg.AcquireTimeout)
+	actx, cancel := context.WithTimeout(ctx, db.acquireTimeout())
 	conn, err := db.pool.Acquire(actx)
 	cancel()
 	if err != nil {
