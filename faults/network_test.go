@@ -142,7 +142,15 @@ func TestNetworkFaults(t *testing.T) {
 	end := srv.metrics()
 
 	figures := map[string]any{}
-	bad := checkAnswers(t, "network", res.samples, requestTimeout+500*time.Millisecond)
+	// The first second is the 1024 connections opening on a cold server;
+	// the faults start later.
+	warm := res.samples[:0:0]
+	for _, smp := range res.samples {
+		if smp.intended >= time.Second {
+			warm = append(warm, smp)
+		}
+	}
+	bad := checkAnswers(t, "network", warm, requestTimeout+500*time.Millisecond)
 	for i, f := range faults {
 		until := total
 		if i+1 < len(faults) {

@@ -99,7 +99,7 @@ func TestSIGTERMUnderLoad(t *testing.T) {
 // connect: some process always listens.
 func TestRollingRestart(t *testing.T) {
 	const delay, drain = time.Second, 5 * time.Second
-	flags := []string{"--pool-min-conns", "16", "--reuseport", "--shutdown-delay", delay.String(), "--drain-timeout", drain.String()}
+	flags := []string{"--reuseport", "--shutdown-delay", delay.String(), "--drain-timeout", drain.String()}
 	a := startServer(t, serverOpts{flags: flags})
 	rate := params.steadyRate
 	starts := make(chan time.Time, 1)
