@@ -44,9 +44,9 @@ type Interval struct {
 // Meta describes how a run was configured.
 type Meta struct {
 	Target      string        `json:"target"`
-	Model       string        `json:"model"` // "open" or "closed"
-	TargetRate  float64       `json:"target_rate,omitempty"`  // requests/s; 0 in the closed model
-	Stages      string        `json:"stages,omitempty"`       // as given by --stages
+	Model       string        `json:"model"`                 // "open" or "closed"
+	TargetRate  float64       `json:"target_rate,omitempty"` // requests/s; 0 in the closed model
+	Stages      string        `json:"stages,omitempty"`      // as given by --stages
 	Connections int           `json:"connections"`
 	Duration    time.Duration `json:"duration"`
 	Warmup      time.Duration `json:"warmup"`
