@@ -102,6 +102,11 @@ func (e *engine) meta() Meta {
 	}
 	if e.pacer != nil {
 		m.Model = "open"
+		if m.TargetRate == 0 && e.pacer.Duration() > 0 {
+			// Staged runs: the mean scheduled rate, so that rate>= SLOs
+			// and the achieved/target ratio mean the same as for --rate.
+			m.TargetRate = float64(Count(e.pacer)) / e.pacer.Duration().Seconds()
+		}
 	}
 	if e.cfg.Scenario != nil {
 		m.Scenario = e.cfg.Scenario.Name
