@@ -20,7 +20,7 @@ import (
 // FuzzHandler sends arbitrary requests (method, path, one header, body)
 // through the real fasthttp server and handler, over an in-memory listener,
 // with the seeded PostgreSQL behind them. Whatever comes in: no panic, no
-// 5xx but 503, and every body is JSON.
+// 5xx but 503, every body is JSON, and none names the internals.
 func FuzzHandler(f *testing.F) {
 	for _, seed := range []struct {
 		method, path, name, value string
@@ -91,6 +91,11 @@ func FuzzHandler(f *testing.F) {
 		}
 		if b := resp.Body(); len(b) > 0 && !json.Valid(b) {
 			t.Fatalf("%q: status %d, body not JSON: %q", req.String(), status, b)
+		}
+		for _, internal := range []string{"SQLSTATE", "pgx", "goroutine", "runtime error"} {
+			if strings.Contains(string(resp.Body()), internal) {
+				t.Fatalf("%q: status %d, body names internals: %q", req.String(), status, resp.Body())
+			}
 		}
 	})
 }

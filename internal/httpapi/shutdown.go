@@ -27,10 +27,12 @@ const idleCloseGrace = time.Second
 
 // closeListener performs steps 1 and 2.
 func (s *Server) closeListener(ctx context.Context) {
-	s.closing.Store(true)
 	if ln := s.ln.Load(); ln != nil {
 		_ = ln.Close()
 	}
+	// Only now: a client told to close before the listener was closed
+	// could reconnect into the accept queue and be reset with it.
+	s.closing.Store(true)
 	grace := time.NewTimer(idleCloseGrace)
 	defer grace.Stop()
 	tick := time.NewTicker(10 * time.Millisecond)
