@@ -32,9 +32,11 @@ func TestHostileClients(t *testing.T) {
 	// Normal load for the whole hostile part.
 	hostileFor := readTimeout + 4*time.Second + time.Duration(params.malformed/2000)*time.Second
 	done := make(chan *loadResult, 1)
+	starts := make(chan time.Time, 1)
 	go func() {
-		done <- runLoad(ctx, loadSpec{addr: srv.addr, rate: rate, duration: hostileFor, conns: 64, path: paths})
+		done <- runLoad(ctx, loadSpec{addr: srv.addr, rate: rate, duration: hostileFor, conns: 64, path: paths, start: starts})
 	}()
+	loadStart := <-starts
 
 	// Slowloris: every connection sends a request line and then one header
 	// byte a second, never finishing. Each must be closed by the server at
@@ -52,13 +54,20 @@ func TestHostileClients(t *testing.T) {
 
 	normal := <-done
 	during := summarize(normal.samples, nil)
-	slowloris := summarize(normal.samples, func(s *sample) bool { return s.intended < readTimeout })
+	// Others' latency while every slow connection is held: from the last
+	// one opened to the first one cut.
+	from, to := slow.lastOpened.Sub(loadStart), slow.firstOpened.Add(readTimeout).Sub(loadStart)
+	if to-from < time.Second {
+		from, to = 0, readTimeout
+	}
+	slowloris := summarize(normal.samples, func(s *sample) bool { return s.intended >= from && s.intended < to })
 	code, _ := srv.get(srv.addr, "/healthz")
 
 	mustf(t, during.failures() == 0, "normal requests failed during the hostile traffic: %v", during)
 	mustf(t, slow.cutLate == 0 && slow.open == 0, "slowloris: %d connections not cut by %v, %d still open", slow.cutLate, readTimeout+time.Second, slow.open)
 	mustf(t, mal.status5xx == 0, "malformed requests answered 5xx: %d (%v), e.g. %q", mal.status5xx, mal.statuses, mal.example)
 	mustf(t, mal.notJSON == 0, "malformed requests answered with a body that is not JSON: %d, e.g. %q", mal.notJSON, mal.example)
+	mustf(t, mal.leaks == 0, "responses naming internals: %d, e.g. %q", mal.leaks, mal.example)
 	mustf(t, code == 200, "/healthz after the hostile traffic: %d", code)
 	mustf(t, !srv.logContains("panic"), "the server logged a panic")
 	select {
@@ -79,6 +88,7 @@ func TestHostileClients(t *testing.T) {
 			"slowloris_p99_ratio":    round1(p99Ratio),
 			"normal_failed":          during.failures(),
 			"slow_opened":            slow.opened,
+			"slow_open_ms":           ms(slow.lastOpened.Sub(slow.firstOpened)),
 			"slow_cut_p50_ms":        ms(slow.cutP50),
 			"slow_cut_max_ms":        ms(slow.cutMax),
 			"oversized_header":       bigHeader.status,
@@ -87,6 +97,7 @@ func TestHostileClients(t *testing.T) {
 			"malformed_closed":       mal.closed,
 			"malformed_5xx":          mal.status5xx,
 			"malformed_not_json":     mal.notJSON,
+			"malformed_leaks":        mal.leaks,
 			"healthz_after":          code,
 			"malformed_requests_per": fmt.Sprintf("%.0f/s", mal.rate),
 		},
@@ -95,8 +106,9 @@ func TestHostileClients(t *testing.T) {
 
 // slowResult is what happened to the slowloris connections.
 type slowResult struct {
-	opened, open, cutLate int
-	cutP50, cutMax        time.Duration
+	firstOpened, lastOpened time.Time
+	opened, open, cutLate   int
+	cutP50, cutMax          time.Duration
 }
 
 // slowloris opens n slow connections and waits up to wait for the server
@@ -120,6 +132,10 @@ func slowloris(t *testing.T, addr string, n int, wait time.Duration) slowResult 
 			break
 		}
 		res.opened++
+		if res.firstOpened.IsZero() {
+			res.firstOpened = time.Now()
+		}
+		res.lastOpened = time.Now()
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -190,6 +206,7 @@ type malResult struct {
 	closed    int // connection closed without a response (allowed)
 	status5xx int
 	notJSON   int
+	leaks     int // bodies naming internals (SQL state, driver, panic)
 	example   string
 	rate      float64
 }
@@ -238,6 +255,12 @@ func malformed(t *testing.T, addr string, n int) malResult {
 						res.status5xx++
 						if res.example == "" {
 							res.example = string(req)
+						}
+					}
+					if leaky(h.body) {
+						res.leaks++
+						if res.example == "" {
+							res.example = string(req) + " -> " + string(h.body)
 						}
 					}
 					if !json.Valid(h.body) {
@@ -314,6 +337,16 @@ func badRequest(r *rand.Rand) []byte {
 	default: // a normal request now and then
 		return get("/users/" + strconv.Itoa(1+r.IntN(seedUsers)))
 	}
+}
+
+// leaky reports a response body that names storefront's internals.
+func leaky(body []byte) bool {
+	for _, w := range []string{"SQLSTATE", "pgx", "postgres", "goroutine", "panic", "runtime error", "storefront/internal"} {
+		if strings.Contains(strings.ToLower(string(body)), strings.ToLower(w)) {
+			return true
+		}
+	}
+	return false
 }
 
 func get(path string) []byte {

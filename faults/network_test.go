@@ -150,7 +150,7 @@ func TestNetworkFaults(t *testing.T) {
 			warm = append(warm, smp)
 		}
 	}
-	bad := checkAnswers(t, "network", warm, requestTimeout+500*time.Millisecond)
+	bad := checkAnswers(t, "network", warm, answerBound)
 	for i, f := range faults {
 		until := total
 		if i+1 < len(faults) {
