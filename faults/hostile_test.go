@@ -63,7 +63,8 @@ func TestHostileClients(t *testing.T) {
 	slowloris := summarize(normal.samples, func(s *sample) bool { return s.intended >= from && s.intended < to })
 	code, _ := srv.get(srv.addr, "/healthz")
 
-	mustf(t, during.failures() == 0, "normal requests failed during the hostile traffic: %v", during)
+	checkAnswers(t, "normal load", normal.samples, answerBound)
+	mustf(t, during.failures() <= allowedFailures(during.Sent), "normal requests failed during the hostile traffic: %v", during)
 	mustf(t, slow.cutLate == 0 && slow.open == 0, "slowloris: %d connections not cut by %v, %d still open", slow.cutLate, readTimeout+time.Second, slow.open)
 	mustf(t, mal.status5xx == 0, "malformed requests answered 5xx: %d (%v), e.g. %q", mal.status5xx, mal.statuses, mal.example)
 	mustf(t, mal.notJSON == 0, "malformed requests answered with a body that is not JSON: %d, e.g. %q", mal.notJSON, mal.example)
@@ -251,7 +252,7 @@ func malformed(t *testing.T, addr string, n int) malResult {
 				mu.Lock()
 				if h.status != 0 && err == nil {
 					res.statuses[h.status]++
-					if h.status >= 500 {
+					if h.status >= 500 && !(h.status == 503 && h.retryAfter) {
 						res.status5xx++
 						if res.example == "" {
 							res.example = string(req)
