@@ -10,7 +10,8 @@
 # Around every run, bench/proccpu reads utime+stime of storefront and of
 # every PostgreSQL process (the postmaster and its children) from
 # /proc/<pid>/stat, and the load generator's rusage: CPU µs per request =
-# CPU seconds / responses. storefront's VmRSS is sampled every 100 ms.
+# CPU seconds / answers other than 5xx. storefront's VmRSS is sampled
+# every 100 ms. PostgreSQL's buffers are prewarmed after each start.
 #
 # Memory, on fresh servers: 10,000 idle keep-alive connections (bench/conns)
 # -> storefront's RSS; 256 busy connections (closed model, users-uniform)
@@ -32,9 +33,9 @@
 # most of a closed-model load with an instant 503 would measure something
 # else. "req/s" counts answers other than 5xx; CPU is per such answer.
 #
-# About 6 minutes with the defaults (+1 with --wrk, +5 per extra connection
-# count). Loopback only; every process it starts is stopped by pid on exit,
-# Ctrl-C included.
+# About 6 minutes with the defaults (+1½ with --wrk, +5 per extra
+# connection count). Loopback only; every process it starts is stopped by
+# pid on exit, Ctrl-C included.
 set -euo pipefail
 
 CLOSED_S=${CLOSED_S:-10}

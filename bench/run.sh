@@ -17,7 +17,7 @@
 # --server-flags says otherwise. "ok req/s" counts answers other than 5xx,
 # and the open-model rate is half of the closed model's ok rate.
 #
-# About 2.5 minutes with the defaults (3 with --wrk). Loopback only; every
+# About 2 minutes with the defaults (2¾ with --wrk). Loopback only; every
 # process it starts is stopped by pid on exit, Ctrl-C included.
 set -euo pipefail
 
