@@ -57,7 +57,7 @@ func DefaultConfig() Config {
 		StatementTimeout:      500 * time.Millisecond,
 		Coalesce:              true,
 		MaxBatch:              128,
-		BatchesInFlight:       4,
+		BatchesInFlight:       2,
 		BatchMode:             "any",
 	}
 }
