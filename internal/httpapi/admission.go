@@ -46,9 +46,9 @@ import (
 // ceiling (by a tenth per window), so that after an overload the next
 // burst finds room again.
 //
-// The typical latency is the median latency of the windows below the
-// limit, followed slowly: this server's latency on this machine, noise
-// included. (The minimum, which Vegas-style limiters use, is far below the
+// The typical latency follows the median latency of the windows below the
+// limit, quickly down and slowly up: this server's latency on this
+// machine, noise included, without the queueing of a busy spell. (The minimum, which Vegas-style limiters use, is far below the
 // typical latency on a shared machine, and a limit reached during a burst
 // would then shrink on noise alone; the median ignores the odd stalled
 // request that moves a mean.) A dead database makes requests fail fast,
@@ -66,11 +66,15 @@ const (
 	admissionTolerance  = 1.2
 	admissionMinLimit   = 8
 	admissionMinGrad    = 0.8  // most a limit shrinks in one window on latency
-	admissionMaxGrad    = 1.25 // most it grows in one window
+	admissionMaxGrad    = 1.1  // most it grows in one window
 	admissionOverflow   = 0.5  // what it shrinks by when requests time out at the limit
 	admissionIdleGrowth = 1.1  // how it grows back per healthy window below it
 	admissionPinned     = 0.02 // share of arrivals refused that makes a window pinned
-	admissionTypicalEMA = 0.1  // how fast the typical latency follows a server below its limit
+	// How fast the typical latency follows the medians of windows below the
+	// limit: quickly down, slowly up, so that a busy spell that queues
+	// below the limit (and the noise of a shared machine) raises it little.
+	admissionTypicalDown = 0.3
+	admissionTypicalUp   = 0.05
 )
 
 // Latency buckets: four per doubling from 1 µs, up to about 4 s.
@@ -188,7 +192,11 @@ func (a *admission) update(now time.Time) {
 			a.typical = median
 		}
 		if refused == 0 {
-			a.typical += (median - a.typical) * admissionTypicalEMA
+			rate := admissionTypicalUp
+			if median < a.typical {
+				rate = admissionTypicalDown
+			}
+			a.typical += (median - a.typical) * rate
 			if a.cur >= a.maxLimit || median > admissionTolerance*a.typical {
 				return
 			}
