@@ -57,7 +57,7 @@ func DefaultConfig() Config {
 		StatementTimeout:      500 * time.Millisecond,
 		Coalesce:              true,
 		MaxBatch:              128,
-		BatchesInFlight:       2,
+		BatchesInFlight:       1,
 		BatchMode:             "any",
 	}
 }
