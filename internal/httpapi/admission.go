@@ -31,33 +31,34 @@ import (
 // more requests in flight, not answered by refusing them. In a window at
 // the limit:
 //   - if the admitted requests kept a median latency within Tolerance of
-//     the typical one, the limit grows (by up to a quarter);
+//     the typical one, the limit grows (by up to a tenth);
 //   - if their latency rose and the limit turned away a real share of the
 //     arrivals (pinned), they are queueing downstream (for a pooled
 //     connection, a batch slot, the CPU) and the limit shrinks in
-//     proportion (by at most a fifth); a limit that only clipped a burst does
-//     not shrink;
+//     proportion (by at most a fifth); a limit that only clipped a burst
+//     does not shrink;
 //   - if more than a tenth of them failed while at least half the limit
 //     was in flight (a pool that times out with that many requests waiting
 //     is a queue that overflowed), it halves. Failures with few requests in
 //     flight (a database that refuses connections) leave it alone.
 //
-// Below the limit, with a healthy latency, the limit drifts back up to the
-// ceiling (by a tenth per window), so that after an overload the next
-// burst finds room again.
+// Below the limit, with a healthy latency, the limit goes back up to the
+// ceiling (by half per window, from the floor in about a second), so that
+// after an overload the next burst, or a slower database that needs more
+// requests in flight, finds room again.
 //
 // The typical latency follows the median latency of the windows below the
 // limit, quickly down and slowly up: this server's latency on this
-// machine, noise included, without the queueing of a busy spell. (The minimum, which Vegas-style limiters use, is far below the
-// typical latency on a shared machine, and a limit reached during a burst
-// would then shrink on noise alone; the median ignores the odd stalled
-// request that moves a mean.) A dead database makes requests fail fast,
-// or hang until their deadline with the in-flight count far below the
-// ceiling: either way the limit does not move, so nothing is refused for
-// the limiter's sake once the database is back. (A blackhole under enough
-// load to fill half the limit does halve it; the first windows after the
-// database answers again grow it back by a quarter each, within about two
-// seconds.)
+// machine, noise included, without the queueing of a busy spell. (The
+// minimum, which Vegas-style limiters use, is far below the typical
+// latency on a shared machine, and a limit reached during a burst would
+// then shrink on noise alone; the median ignores the odd stalled request
+// that moves a mean.) A dead database makes requests fail fast, or hang
+// until their deadline with the in-flight count far below the ceiling:
+// either way the limit does not move, so nothing is refused for the
+// limiter's sake once the database is back. (A blackhole under enough load
+// to fill half the limit does halve it; once the database answers again
+// the limit is back at its ceiling within about a second.)
 const (
 	admissionWindow     = 100 * time.Millisecond
 	admissionMinSamples = 16
@@ -68,7 +69,7 @@ const (
 	admissionMinGrad    = 0.8  // most a limit shrinks in one window on latency
 	admissionMaxGrad    = 1.1  // most it grows in one window
 	admissionOverflow   = 0.5  // what it shrinks by when requests time out at the limit
-	admissionIdleGrowth = 1.1  // how it grows back per healthy window below it
+	admissionIdleGrowth = 1.5  // how it grows back per healthy window below it
 	admissionPinned     = 0.02 // share of arrivals refused that makes a window pinned
 	// How fast the typical latency follows the medians of windows below the
 	// limit: quickly down, slowly up, so that a busy spell that queues
