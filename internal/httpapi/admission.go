@@ -42,7 +42,9 @@ import (
 //     is a queue that overflowed), it halves. Failures with few requests in
 //     flight (a database that refuses connections) leave it alone.
 //
-// Below the limit, with a healthy latency, the limit goes back up to the
+// A window without refusals but with half the limit in flight is a lull in
+// an overload and changes nothing. Below that, with a healthy latency, the
+// limit goes back up to the
 // ceiling (by half per window, from the floor in about a second), so that
 // after an overload the next burst, or a slower database that needs more
 // requests in flight, finds room again.
@@ -193,6 +195,9 @@ func (a *admission) update(now time.Time) {
 			a.typical = median
 		}
 		if refused == 0 {
+			if float64(peak) >= a.cur/2 {
+				return // a lull in an overload, not a server below its limit
+			}
 			rate := admissionTypicalUp
 			if median < a.typical {
 				rate = admissionTypicalDown
