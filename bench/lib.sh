@@ -99,17 +99,8 @@ bench_cleanup() {
 seed_data() {
 	log "data: seeding $DATA_DIR with $BENCH_USERS users, $BENCH_PRODUCTS products"
 	local seedlog=$RESULTS_ROOT/seed.log
-	if "$BIN/storefront" seed --data-dir "$DATA_DIR" --users "$BENCH_USERS" --products "$BENCH_PRODUCTS" \
-		--quiet --log-level warn >"$seedlog" 2>&1; then
-		log "data: $(tail -1 "$seedlog")"
-		return 0
-	fi
-	# storefront seed runs with the API's statement_timeout, which a count or
-	# COPY over a million rows exceeds; bench/seeddata has none.
-	log "data: storefront seed failed ($(tail -1 "$seedlog")); seeding with bench/seeddata"
-	go build -o "$TOOLS/" ./bench/seeddata
-	"$TOOLS/seeddata" --data-dir "$DATA_DIR" --users "$BENCH_USERS" --products "$BENCH_PRODUCTS" --quiet >"$seedlog" 2>&1 ||
-		die "seeding failed: $(cat "$seedlog")"
+	"$BIN/storefront" seed --data-dir "$DATA_DIR" --users "$BENCH_USERS" --products "$BENCH_PRODUCTS" \
+		--quiet --log-level warn >"$seedlog" 2>&1 || die "seeding failed: $(tail -3 "$seedlog")"
 	log "data: $(tail -1 "$seedlog")"
 }
 
