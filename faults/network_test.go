@@ -161,7 +161,15 @@ func TestNetworkFaults(t *testing.T) {
 		if phases[i].expectOK && full {
 			mustf(t, during.failures() == 0, "%s: requests failed under added latency: %v", f.name, during)
 		}
-		mustf(t, during.P99SentMS <= ms(requestTimeout+500*time.Millisecond), "%s: p99 %.0f ms over the request deadline", f.name, during.P99SentMS)
+		// Lookups stuck behind a dead database wait until their deadline, so
+		// the p99 sits at the deadline; the slack is the client's, which
+		// shares the machine (more of it in the short form, run under -race
+		// in CI).
+		p99Bound := requestTimeout + 500*time.Millisecond
+		if !full {
+			p99Bound = answerBound
+		}
+		mustf(t, during.P99SentMS <= ms(p99Bound), "%s: p99 %.0f ms over the request deadline", f.name, during.P99SentMS)
 		figures[f.name+"_p99_ms"] = during.P99SentMS
 		figures[f.name+"_503"] = during.Statuses["503"]
 		figures[f.name+"_recovered_after_ms"] = ms(rec)
