@@ -56,6 +56,7 @@ func TestOverload(t *testing.T) {
 	overRun := runLoad(ctx, loadSpec{addr: srv.addr, rate: over, duration: overFor, conns: 512, path: paths})
 	afterRun := runLoad(ctx, loadSpec{addr: srv.addr, rate: capacity / 3, duration: afterFor, conns: 64, path: paths})
 	stop()
+	m := srv.metrics()
 
 	// The first second is the limiter finding its level; it is reported
 	// apart from the steady state.
@@ -127,6 +128,8 @@ func TestOverload(t *testing.T) {
 			"errors":                all.Errors,
 			"recovered_after_ms":    ms(recovered),
 			"rss_max_mib":           round1(maxRSS / (1 << 20)),
+			"server_refused":        m["storefront_admission_refused_total"],
+			"limit_after":           m["storefront_admission_limit"],
 		},
 	})
 }

@@ -72,6 +72,9 @@ func (m *Main) Run(ctx context.Context) error {
 	reg.MustRegister(metrics, postgres.NewPoolCollector(db),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.api = httpapi.New(m.cfg.HTTP, httpapi.Services{Users: db, Products: db, Inventory: db, Health: db}, m.logger, metrics)
+	if c := m.api.AdmissionCollector(); c != nil {
+		reg.MustRegister(c)
+	}
 
 	m.ln, err = listen(ctx, m.cfg.Addr, m.cfg.ReusePort)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 )
 
@@ -246,4 +247,36 @@ func usesDatabase(r route) bool {
 		return true
 	}
 	return false
+}
+
+// AdmissionCollector exports the limiter: its current limit, the requests
+// it holds in flight and those it refused. Nil when shedding is off.
+func (s *Server) AdmissionCollector() prometheus.Collector {
+	if s.adm == nil {
+		return nil
+	}
+	return admissionCollector{s.adm}
+}
+
+var (
+	admLimitDesc = prometheus.NewDesc("storefront_admission_limit",
+		"Adaptive limit on database-backed requests in flight (--shed).", nil, nil)
+	admInFlightDesc = prometheus.NewDesc("storefront_admission_in_flight",
+		"Database-backed requests admitted and not finished.", nil, nil)
+	admRefusedDesc = prometheus.NewDesc("storefront_admission_refused_total",
+		"Requests refused with 503 because the limit was reached.", nil, nil)
+)
+
+type admissionCollector struct{ a *admission }
+
+func (c admissionCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- admLimitDesc
+	ch <- admInFlightDesc
+	ch <- admRefusedDesc
+}
+
+func (c admissionCollector) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(admLimitDesc, prometheus.GaugeValue, float64(c.a.limit.Load()))
+	ch <- prometheus.MustNewConstMetric(admInFlightDesc, prometheus.GaugeValue, float64(c.a.inFlight.Load()))
+	ch <- prometheus.MustNewConstMetric(admRefusedDesc, prometheus.CounterValue, float64(c.a.refused.Load()))
 }

@@ -1,8 +1,12 @@
 package httpapi
 
 import (
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // window feeds one synthetic window to a and closes it.
@@ -113,5 +117,36 @@ func TestLatencyBuckets(t *testing.T) {
 	}
 	if got := latBucket(time.Hour); got != latBuckets-1 {
 		t.Errorf("an hour: bucket %d, want the last", got)
+	}
+}
+
+func TestAdmissionCollector(t *testing.T) {
+	s := &Server{adm: newAdmission(64)}
+	s.adm.acquire()
+	ch := make(chan prometheus.Metric, 8)
+	s.AdmissionCollector().Collect(ch)
+	close(ch)
+	got := map[string]float64{}
+	for m := range ch {
+		var pb dto.Metric
+		if err := m.Write(&pb); err != nil {
+			t.Fatal(err)
+		}
+		v := pb.GetGauge().GetValue() + pb.GetCounter().GetValue()
+		got[m.Desc().String()] = v
+	}
+	if len(got) != 3 {
+		t.Fatalf("collected %d metrics, want 3", len(got))
+	}
+	for desc, v := range got {
+		switch {
+		case strings.Contains(desc, "storefront_admission_limit") && v != 64,
+			strings.Contains(desc, "storefront_admission_in_flight") && v != 1,
+			strings.Contains(desc, "storefront_admission_refused_total") && v != 0:
+			t.Errorf("%s = %v", desc, v)
+		}
+	}
+	if (&Server{}).AdmissionCollector() != nil {
+		t.Error("collector without shedding")
 	}
 }
