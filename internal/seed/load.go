@@ -254,7 +254,7 @@ func (l *loader) runJob(ctx context.Context, j job) error {
 func (l *loader) copyIn(ctx context.Context, pg *pgconn.PgConn, j job, dest string, sent *int64) (int64, error) {
 	r := newCopyReader(ctx, j.t.newGen(), j.from, j.to, &j.t.done)
 	tag, err := pg.CopyFrom(ctx, r, "COPY "+dest+" ("+j.t.columns+") FROM STDIN (FORMAT binary)")
-	*sent = r.rows
+	*sent = r.rows.Load()
 	if err != nil {
 		return 0, err
 	}
