@@ -116,29 +116,22 @@ func (c *Cluster) buildTemplate(ctx context.Context) error {
 // its DSN. The database is dropped when t ends.
 func NewDatabase(t testing.TB) string {
 	t.Helper()
-	c := Get(t)
-	name := fmt.Sprintf("t%d_%d", os.Getpid(), c.next.Add(1))
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := c.Server.CreateDatabase(ctx, name, template); err != nil {
-		t.Fatalf("pgtest: creating database: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		_ = c.Server.DropDatabase(ctx, name)
-	})
-	return c.Server.DSN(name)
+	return createDatabase(t, "t", template)
 }
 
 // NewEmptyDatabase creates a database without schema for t.
 func NewEmptyDatabase(t testing.TB) string {
 	t.Helper()
+	return createDatabase(t, "e", "")
+}
+
+func createDatabase(t testing.TB, prefix, from string) string {
+	t.Helper()
 	c := Get(t)
-	name := fmt.Sprintf("e%d_%d", os.Getpid(), c.next.Add(1))
+	name := fmt.Sprintf("%s%d_%d", prefix, os.Getpid(), c.next.Add(1))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := c.Server.CreateDatabase(ctx, name, ""); err != nil {
+	if err := c.Server.CreateDatabase(ctx, name, from); err != nil {
 		t.Fatalf("pgtest: creating database: %v", err)
 	}
 	t.Cleanup(func() {
