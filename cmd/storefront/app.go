@@ -52,7 +52,28 @@ func NewMain(cfg Config, logger *slog.Logger) *Main {
 // Run opens the database (starting the private one when needed), checks or
 // migrates the schema, then starts the listeners. It returns once the
 // public listener accepts; the pool is ready before that.
-func (m *Main) Run(ctx context.Context) error {
+func (m *Main) Run(ctx context.Context) (err error) {
+	// Bind the ports first, so that a port in use fails in a moment instead
+	// of after starting (and perhaps seeding) a database. Nothing is
+	// accepted until the pool is ready. With --reuseport the public port is
+	// bound only when ready: in a rolling restart the kernel would otherwise
+	// route new connections to this process while it is still starting.
+	defer func() {
+		if err != nil {
+			m.closeListeners()
+		}
+	}()
+	if !m.cfg.ReusePort {
+		if m.ln, err = listen(ctx, m.cfg.Addr, false); err != nil {
+			return fmt.Errorf("cannot listen on %s: %w", m.cfg.Addr, err)
+		}
+	}
+	if m.cfg.AdminAddr != "" {
+		if m.adminLn, err = listen(ctx, m.cfg.AdminAddr, false); err != nil {
+			return fmt.Errorf("cannot listen on admin address %s: %w", m.cfg.AdminAddr, err)
+		}
+	}
+
 	db, pg, err := connect(ctx, m.cfg, m.logger)
 	if err != nil {
 		return err
@@ -76,15 +97,12 @@ func (m *Main) Run(ctx context.Context) error {
 		reg.MustRegister(c)
 	}
 
-	m.ln, err = listen(ctx, m.cfg.Addr, m.cfg.ReusePort)
-	if err != nil {
-		return fmt.Errorf("cannot listen on %s: %w", m.cfg.Addr, err)
-	}
-	if m.cfg.AdminAddr != "" {
-		m.adminLn, err = listen(ctx, m.cfg.AdminAddr, false)
-		if err != nil {
-			return fmt.Errorf("cannot listen on admin address %s: %w", m.cfg.AdminAddr, err)
+	if m.ln == nil {
+		if m.ln, err = listen(ctx, m.cfg.Addr, m.cfg.ReusePort); err != nil {
+			return fmt.Errorf("cannot listen on %s: %w", m.cfg.Addr, err)
 		}
+	}
+	if m.adminLn != nil {
 		m.admin = &http.Server{Handler: m.api.AdminHandler(reg), ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := m.admin.Serve(m.adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -100,6 +118,16 @@ func (m *Main) Run(ctx context.Context) error {
 	m.logger.Info("storefront listening", "addr", m.ln.Addr().String(), "admin_addr", m.AdminAddr(),
 		"coalesce", m.cfg.DB.Coalesce, "pool_max_conns", m.cfg.DB.MaxConns)
 	return nil
+}
+
+// closeListeners releases ports bound by a Run that failed.
+func (m *Main) closeListeners() {
+	if m.ln != nil && m.api == nil {
+		_ = m.ln.Close()
+	}
+	if m.adminLn != nil && m.admin == nil {
+		_ = m.adminLn.Close()
+	}
 }
 
 // Addr is the public listener's address (useful with port 0).
