@@ -83,10 +83,7 @@ done
 # shellcheck source=bench/lib.sh
 . "$(dirname "$0")/lib.sh"
 bench_init
-started=$(date +%s)
-OUT=$RESULTS_ROOT/$(date -u +%Y%m%dT%H%M%SZ)
-mkdir -p "$OUT"
-if [ "$WRK" = 1 ]; then ensure_wrk; fi
+bench_start
 if [ "$PROFILE" = 1 ]; then ADMIN_ADDR=127.0.0.1:0; fi
 if [ "$SERVER_FLAGS" = default ]; then
 	SERVER_FLAGS=

@@ -15,6 +15,16 @@ SERVER_ADDR=
 SERVER_LOG=
 SERVER_ADMIN=
 
+# bench_start creates this run's results directory ($OUT), notes the start
+# time ($started) and makes sure wrk is there when asked for (WRK=1).
+# shellcheck disable=SC2034 # started and OUT are read by the scripts that source this file
+bench_start() {
+	started=$(date +%s)
+	OUT=$RESULTS_ROOT/$(date -u +%Y%m%dT%H%M%SZ)
+	mkdir -p "$OUT"
+	if [ "$WRK" = 1 ]; then ensure_wrk; fi
+}
+
 bench_init() {
 	ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 	cd "$ROOT" || exit 1

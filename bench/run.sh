@@ -54,10 +54,7 @@ done
 # shellcheck source=bench/lib.sh
 . "$(dirname "$0")/lib.sh"
 bench_init
-started=$(date +%s)
-OUT=$RESULTS_ROOT/$(date -u +%Y%m%dT%H%M%SZ)
-mkdir -p "$OUT"
-if [ "$WRK" = 1 ]; then ensure_wrk; fi
+bench_start
 raise_nofile $((CONNS * 2 + 1024))
 warn_if_busy
 machine_json >"$OUT/machine.json"

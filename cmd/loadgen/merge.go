@@ -77,18 +77,7 @@ func mergeMain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "loadgen merge: %v\n", err)
 	}
 	fmt.Fprintf(stdout, "\nmerged %d runs into %s\n", len(recs), *out)
-	if slo.IsZero() {
-		return exitOK
-	}
-	ok, failures := slo.Check(sum)
-	if !ok {
-		for _, f := range failures {
-			fmt.Fprintf(stderr, "SLO not met: %s\n", f)
-		}
-		return exitSLO
-	}
-	fmt.Fprintln(stderr, "SLO met")
-	return exitOK
+	return sloVerdict(stderr, slo, sum)
 }
 
 // readRun reads a run's interval log: path itself, or run.hlog in it when

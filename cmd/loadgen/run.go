@@ -123,16 +123,23 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 			return exitUsage
 		}
 	}
-	if o.slo != "" {
-		ok, failures := slo.Check(sum)
-		if !ok {
-			for _, f := range failures {
-				fmt.Fprintf(stderr, "SLO not met: %s\n", f)
-			}
-			return exitSLO
-		}
-		fmt.Fprintln(stderr, "SLO met")
+	return sloVerdict(stderr, slo, sum)
+}
+
+// sloVerdict prints whether sum meets slo and returns the exit code: exitOK
+// when it does or when there is no SLO, exitSLO when it does not.
+func sloVerdict(stderr io.Writer, slo load.SLO, sum load.Summary) int {
+	if slo.IsZero() {
+		return exitOK
 	}
+	ok, failures := slo.Check(sum)
+	if !ok {
+		for _, f := range failures {
+			fmt.Fprintf(stderr, "SLO not met: %s\n", f)
+		}
+		return exitSLO
+	}
+	fmt.Fprintln(stderr, "SLO met")
 	return exitOK
 }
 
