@@ -25,11 +25,14 @@ type FetchFunc[K comparable, V any] func(ctx context.Context, keys []K, found fu
 // deadline, detached from any caller, so one caller giving up never cancels
 // the others; an error reaches every caller of the batch.
 //
-// A caller's deadline is honoured without a timer per lookup: a lookup
-// still queued when its deadline passes is answered EUNAVAILABLE as soon as
-// a batch slot frees (at the latest when a running batch hits its own
-// timeout). Callers whose context can be cancelled (Done() != nil) may also
-// leave at once.
+// A caller's deadline is honoured without a timer per lookup in the common
+// case: a lookup still queued when its deadline passes is answered
+// EUNAVAILABLE as soon as a batch slot frees, and one whose deadline is far
+// enough away that no batch ahead of it, nor its own, can outlast it (each
+// ends by batchTimeout) needs nothing more. A lookup whose deadline is
+// nearer than that worst case waits with a timer of its own and leaves at
+// its deadline. Callers whose context can be cancelled (Done() != nil) may
+// also leave at once.
 type Coalescer[K comparable, V any] struct {
 	fetch        FetchFunc[K, V]
 	maxBatch     int
@@ -83,6 +86,7 @@ func (c *Coalescer[K, V]) Get(ctx context.Context, key K) (val V, found bool, er
 
 	c.mu.Lock()
 	c.queue = append(c.queue, cl)
+	ahead := len(c.queue) - 1
 	var batch []*call[K, V]
 	if c.inFlight < c.maxInFlight {
 		if batch = c.takeLocked(); len(batch) > 0 {
@@ -97,9 +101,7 @@ func (c *Coalescer[K, V]) Get(ctx context.Context, key K) (val V, found bool, er
 		c.run(batch)
 	}
 
-	if done := ctx.Done(); done == nil {
-		<-cl.done
-	} else {
+	if done := ctx.Done(); done != nil {
 		select {
 		case <-cl.done:
 		case <-done:
@@ -108,6 +110,13 @@ func (c *Coalescer[K, V]) Get(ctx context.Context, key K) (val V, found bool, er
 			var zero V
 			return zero, false, ctx.Err()
 		}
+	} else if left, tight := c.tightDeadline(cl.deadline, ahead); tight {
+		if !waitAtMost(cl.done, left) {
+			var zero V
+			return zero, false, errQueueTimeout // cl is abandoned, as above
+		}
+	} else {
+		<-cl.done
 	}
 	val, found, err = cl.val, cl.found, cl.err
 	var zero V
@@ -116,8 +125,32 @@ func (c *Coalescer[K, V]) Get(ctx context.Context, key K) (val V, found bool, er
 	return val, found, err
 }
 
+// tightDeadline reports whether a lookup with ahead lookups queued before it
+// could still be waiting at deadline: the worst case is every batch ahead of
+// it and its own running to batchTimeout. left is the time to the deadline.
+func (c *Coalescer[K, V]) tightDeadline(deadline time.Time, ahead int) (left time.Duration, tight bool) {
+	if deadline.IsZero() {
+		return 0, false
+	}
+	left = time.Until(deadline)
+	batches := 2 + ahead/(c.maxBatch*c.maxInFlight)
+	return left, left < time.Duration(batches)*c.batchTimeout
+}
+
+// waitAtMost waits for done for at most d and reports whether it came.
+func waitAtMost(done <-chan struct{}, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
 // errQueueTimeout answers lookups whose deadline passed while they waited
-// for a batch slot.
+// for a batch slot or for their batch.
 var errQueueTimeout = shop.Errorf(shop.EUNAVAILABLE, "database busy, retry later")
 
 // takeLocked removes up to maxBatch live calls from the head of the queue,

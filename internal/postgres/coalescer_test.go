@@ -214,3 +214,42 @@ func TestCoalescerExpiresQueuedLookupsAtTheirDeadline(t *testing.T) {
 		t.Errorf("the database was asked for %d keys; the expired one must not be queried", asked.Load())
 	}
 }
+
+// TestCoalescerHonoursDeadlineOfLookupInSlowBatch: a lookup that joins with
+// little time left is answered EUNAVAILABLE at its deadline even though the
+// batch ahead of it (and so its own) is still running, instead of waiting
+// for the batch timeout.
+func TestCoalescerHonoursDeadlineOfLookupInSlowBatch(t *testing.T) {
+	release := make(chan struct{})
+	fetch := func(ctx context.Context, keys []int64, found func(int64, int)) error {
+		select {
+		case <-release:
+		case <-ctx.Done():
+		}
+		return nil
+	}
+	c := NewCoalescer[int64, int](16, 1, time.Minute, fetch)
+	first := make(chan error, 1)
+	go func() { _, _, err := c.Get(context.Background(), 1); first <- err }() // holds the only slot
+	time.Sleep(20 * time.Millisecond)
+
+	ctx := deadlineOnly{Context: context.Background(), at: time.Now().Add(50 * time.Millisecond)}
+	got := make(chan error, 1)
+	go func() { _, _, err := c.Get(ctx, 2); got <- err }()
+	select {
+	case err := <-got:
+		if code := shop.ErrorCode(err); code != shop.EUNAVAILABLE {
+			t.Fatalf("lookup past its deadline: %v, want unavailable", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("lookup waited for the slow batch past its own deadline")
+	}
+	close(release)
+	if err := <-first; err != nil {
+		t.Fatalf("the slow batch's own caller: %v", err)
+	}
+	// The abandoned lookup is answered by its batch later; nothing blocks.
+	if _, _, err := c.Get(context.Background(), 3); err != nil {
+		t.Fatalf("next lookup: %v", err)
+	}
+}

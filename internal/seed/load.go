@@ -116,9 +116,12 @@ func (l *loader) run(ctx context.Context) (Stats, error) {
 	}
 	if len(changed) > 0 {
 		// Fresh statistics, so the first queries after seeding are planned
-		// for the real sizes rather than for empty tables.
-		if _, err := l.pool.Exec(ctx, "ANALYZE "+strings.Join(changed, ", ")); err != nil {
-			return st, fmt.Errorf("seed: analyze: %w", err)
+		// for the real sizes rather than for empty tables, and a visibility
+		// map, so that lookups are index-only scans without waiting for
+		// autovacuum (which still sets it later if a snapshot held by
+		// another session keeps this pass from doing so).
+		if _, err := l.pool.Exec(ctx, "VACUUM (ANALYZE) "+strings.Join(changed, ", ")); err != nil {
+			return st, fmt.Errorf("seed: vacuum: %w", err)
 		}
 	}
 	st.Elapsed = time.Since(l.start)

@@ -98,9 +98,9 @@ func (c Config) Validate() error {
 // Run generates the data described by cfg and loads it through pool into a
 // database that has storefront's schema. Warehouses go first because
 // inventory references them; users, products and inventory then load side by
-// side on two connections of pool. Tables that received rows are analyzed at
-// the end. On error the returned Stats count the rows committed before it;
-// running again completes the data.
+// side on two connections of pool. Tables that received rows are vacuumed
+// and analyzed at the end. On error the returned Stats count the rows
+// committed before it; running again completes the data.
 func Run(ctx context.Context, pool *pgxpool.Pool, cfg Config) (Stats, error) {
 	cfg = cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
