@@ -17,47 +17,66 @@ type FetchFunc[K comparable, V any] func(ctx context.Context, keys []K, found fu
 // round trip ("natural batching"): a lookup that arrives while fewer than
 // maxInFlight batches are running starts a batch at once, so an idle server
 // adds no waiting; lookups that arrive while every batch slot is busy queue
-// up and leave together, up to maxBatch distinct keys, as soon as a slot
-// frees. The busier the server, the bigger the batches and the cheaper each
+// up and leave together, up to maxBatch lookups, as soon as a slot frees.
+// The busier the server, the bigger the batches and the cheaper each
 // lookup.
 //
 // Every caller gets exactly its own answer. A batch runs under its own
 // deadline, detached from any caller, so one caller giving up never cancels
 // the others; an error reaches every caller of the batch.
 //
-// A caller's deadline is honoured without a timer per lookup in the common
-// case: a lookup still queued when its deadline passes is answered
-// EUNAVAILABLE as soon as a batch slot frees, and one whose deadline is far
-// enough away that no batch ahead of it, nor its own, can outlast it (each
-// ends by batchTimeout) needs nothing more. A lookup whose deadline is
-// nearer than that worst case waits with a timer of its own and leaves at
-// its deadline. Callers whose context can be cancelled (Done() != nil) may
-// also leave at once.
+// A caller's deadline is honoured without a timer per lookup. A queued
+// lookup whose deadline has passed when a slot frees is answered
+// EUNAVAILABLE instead of being queried. Lookups that could otherwise wait
+// past their deadline (queued behind, or part of, a batch that may run until
+// batchTimeout) are rare: the HTTP deadline is longer than batchTimeout.
+// For them one timer per coalescer, the sweeper, is armed at the earliest
+// such deadline and answers every lookup due by then, queued or in a running
+// batch, with EUNAVAILABLE. Callers whose context can be cancelled
+// (Done() != nil) may also leave at once.
 type Coalescer[K comparable, V any] struct {
 	fetch        FetchFunc[K, V]
 	maxBatch     int
 	maxInFlight  int
 	batchTimeout time.Duration
 
-	mu       sync.Mutex
-	queue    []*call[K, V]
-	inFlight int
+	mu      sync.Mutex
+	queue   []*call[K, V]
+	running [][]*call[K, V] // the batches being queried, oldest first
+	ends    []time.Time     // when each running batch times out at the latest
+	sweeper *time.Timer     // nil until first needed
+	sweepAt time.Time       // when the sweeper fires; zero: not armed
 
-	calls sync.Pool // *call[K, V], recycled only after a completed hand-back
+	calls sync.Pool // *call[K, V], recycled only after an answer from its batch
 
 	batches atomic.Int64
 	lookups atomic.Int64
 }
 
 // call is one caller's lookup, its answer and the channel that hands the
-// answer over.
+// answer over. Whoever answers first (its batch, the sweeper, the queue's
+// expiry) wins answered; only the winner writes err and signals done. val
+// and found are written by the batch while it reads rows, and read by the
+// caller only when the batch was the one to answer.
 type call[K comparable, V any] struct {
 	key      K
 	deadline time.Time // zero: none
 	val      V
 	found    bool
 	err      error
+	answered atomic.Bool
 	done     chan struct{} // buffered: delivery never blocks on an absent caller
+}
+
+// answer hands err (nil: val and found are set) to the caller unless
+// someone answered first, and reports whether it did.
+func (cl *call[K, V]) answer(err error) bool {
+	if !cl.answered.CompareAndSwap(false, true) {
+		return false
+	}
+	cl.err = err
+	cl.done <- struct{}{}
+	return true
 }
 
 // NewCoalescer returns a coalescer running fetch with at most maxBatch keys
@@ -80,18 +99,21 @@ func (c *Coalescer[K, V]) Get(ctx context.Context, key K) (val V, found bool, er
 	if cl == nil {
 		cl = &call[K, V]{done: make(chan struct{}, 1)}
 	}
-	cl.key = key
-	cl.deadline, _ = ctx.Deadline()
+	deadline, _ := ctx.Deadline()
 	c.lookups.Add(1)
 
 	c.mu.Lock()
+	// Set under the lock: the sweeper may still see this call in the batch
+	// that answered its previous use.
+	cl.key, cl.deadline = key, deadline
 	c.queue = append(c.queue, cl)
-	ahead := len(c.queue) - 1
 	var batch []*call[K, V]
-	if c.inFlight < c.maxInFlight {
-		if batch = c.takeLocked(); len(batch) > 0 {
-			c.inFlight++
-		}
+	if len(c.running) < c.maxInFlight {
+		batch = c.startLocked()
+	} else if !cl.deadline.IsZero() && cl.deadline.Before(c.ends[0]) {
+		// Every slot is busy until at most ends[0]: this lookup may still
+		// be queued at its deadline.
+		c.sweepByLocked(cl.deadline)
 	}
 	c.mu.Unlock()
 
@@ -101,63 +123,84 @@ func (c *Coalescer[K, V]) Get(ctx context.Context, key K) (val V, found bool, er
 		c.run(batch)
 	}
 
-	if done := ctx.Done(); done != nil {
+	var zero V
+	if done := ctx.Done(); done == nil {
+		<-cl.done
+	} else {
 		select {
 		case <-cl.done:
 		case <-done:
-			// cl is abandoned: the batch will still write to it, so it is
+			// cl is abandoned: its batch still writes to it, so it is
 			// not recycled.
-			var zero V
-			return zero, false, ctx.Err()
+			if cl.answer(ctx.Err()) {
+				return zero, false, ctx.Err()
+			}
+			<-cl.done
 		}
-	} else if left, tight := c.tightDeadline(cl.deadline, ahead); tight {
-		if !waitAtMost(cl.done, left) {
-			var zero V
-			return zero, false, errQueueTimeout // cl is abandoned, as above
+	}
+	if err = cl.err; err != nil {
+		if err == errQueueTimeout {
+			// Answered by expiry: a running batch may still write val.
+			return zero, false, err
 		}
 	} else {
-		<-cl.done
+		val, found = cl.val, cl.found
 	}
-	val, found, err = cl.val, cl.found, cl.err
-	var zero V
 	cl.val, cl.found, cl.err = zero, false, nil
+	cl.answered.Store(false)
 	c.calls.Put(cl)
 	return val, found, err
-}
-
-// tightDeadline reports whether a lookup with ahead lookups queued before it
-// could still be waiting at deadline: the worst case is every batch ahead of
-// it and its own running to batchTimeout. left is the time to the deadline.
-func (c *Coalescer[K, V]) tightDeadline(deadline time.Time, ahead int) (left time.Duration, tight bool) {
-	if deadline.IsZero() {
-		return 0, false
-	}
-	left = time.Until(deadline)
-	batches := 2 + ahead/(c.maxBatch*c.maxInFlight)
-	return left, left < time.Duration(batches)*c.batchTimeout
-}
-
-// waitAtMost waits for done for at most d and reports whether it came.
-func waitAtMost(done <-chan struct{}, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-done:
-		return true
-	case <-t.C:
-		return false
-	}
 }
 
 // errQueueTimeout answers lookups whose deadline passed while they waited
 // for a batch slot or for their batch.
 var errQueueTimeout = shop.Errorf(shop.EUNAVAILABLE, "database busy, retry later")
 
+// startLocked takes the next batch off the queue and registers it as
+// running; nil when the queue holds no live lookup.
+func (c *Coalescer[K, V]) startLocked() []*call[K, V] {
+	now := time.Now()
+	batch := c.takeLocked(now)
+	if len(batch) == 0 {
+		return nil
+	}
+	end := now.Add(c.batchTimeout)
+	c.running = append(c.running, batch)
+	c.ends = append(c.ends, end)
+	// Lookups of this batch, or still queued behind it, that are due
+	// before it must end get the sweeper. FIFO order makes the first of
+	// each the earliest (the HTTP layer gives every request the same
+	// timeout); the sweeper re-checks everything anyway.
+	for _, first := range []*call[K, V]{batch[0], c.headLocked()} {
+		if first != nil && !first.deadline.IsZero() && first.deadline.Before(end) {
+			c.sweepByLocked(first.deadline)
+		}
+	}
+	return batch
+}
+
+func (c *Coalescer[K, V]) headLocked() *call[K, V] {
+	if len(c.queue) == 0 {
+		return nil
+	}
+	return c.queue[0]
+}
+
+// finishLocked unregisters a batch that has been answered.
+func (c *Coalescer[K, V]) finishLocked(batch []*call[K, V]) {
+	for i := range c.running {
+		if &c.running[i][0] == &batch[0] {
+			c.running = append(c.running[:i], c.running[i+1:]...)
+			c.ends = append(c.ends[:i], c.ends[i+1:]...)
+			return
+		}
+	}
+}
+
 // takeLocked removes up to maxBatch live calls from the head of the queue,
 // answering calls whose deadline has passed instead of querying for them.
 // An empty batch means the queue is empty.
-func (c *Coalescer[K, V]) takeLocked() []*call[K, V] {
-	now := time.Now()
+func (c *Coalescer[K, V]) takeLocked(now time.Time) []*call[K, V] {
 	n := 0
 	batch := make([]*call[K, V], 0, min(len(c.queue), c.maxBatch))
 	for _, cl := range c.queue {
@@ -166,9 +209,11 @@ func (c *Coalescer[K, V]) takeLocked() []*call[K, V] {
 		}
 		n++
 		if !cl.deadline.IsZero() && now.After(cl.deadline) {
-			cl.err = errQueueTimeout
-			cl.done <- struct{}{}
+			cl.answer(errQueueTimeout)
 			continue
+		}
+		if cl.answered.Load() {
+			continue // expired by the sweeper, or its caller left
 		}
 		batch = append(batch, cl)
 	}
@@ -178,32 +223,76 @@ func (c *Coalescer[K, V]) takeLocked() []*call[K, V] {
 	return batch
 }
 
+// sweepByLocked makes sure the sweeper runs no later than at.
+func (c *Coalescer[K, V]) sweepByLocked(at time.Time) {
+	if !c.sweepAt.IsZero() && !c.sweepAt.After(at) {
+		return
+	}
+	c.sweepAt = at
+	d := time.Until(at)
+	if c.sweeper == nil {
+		c.sweeper = time.AfterFunc(d, c.sweep)
+	} else {
+		c.sweeper.Reset(d)
+	}
+}
+
+// sweep answers every lookup whose deadline has passed, queued or in a
+// running batch, and re-arms for the next such deadline that may come
+// before its batch (or the batch it waits for) ends.
+func (c *Coalescer[K, V]) sweep() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	c.sweepAt = time.Time{}
+	var next time.Time
+	consider := func(cl *call[K, V], end time.Time) {
+		if cl.deadline.IsZero() || cl.answered.Load() {
+			return
+		}
+		if !now.Before(cl.deadline) {
+			cl.answer(errQueueTimeout)
+			return
+		}
+		if cl.deadline.Before(end) && (next.IsZero() || cl.deadline.Before(next)) {
+			next = cl.deadline
+		}
+	}
+	for i, batch := range c.running {
+		for _, cl := range batch {
+			consider(cl, c.ends[i])
+		}
+	}
+	if len(c.ends) > 0 {
+		for _, cl := range c.queue {
+			consider(cl, c.ends[0])
+		}
+	}
+	if !next.IsZero() {
+		c.sweepByLocked(next)
+	}
+}
+
 // run executes batch, then keeps the slot busy with whatever queued up
 // meanwhile: the follow-up batch runs on a new goroutine so this caller can
 // answer its own request right away.
 func (c *Coalescer[K, V]) run(batch []*call[K, V]) {
 	c.execute(batch)
 	c.mu.Lock()
-	next := c.takeLocked()
-	if len(next) == 0 {
-		c.inFlight--
-		c.mu.Unlock()
-		return
-	}
+	c.finishLocked(batch)
+	next := c.startLocked()
 	c.mu.Unlock()
-	go c.loop(next)
+	if len(next) > 0 {
+		go c.loop(next)
+	}
 }
 
 func (c *Coalescer[K, V]) loop(batch []*call[K, V]) {
-	for {
+	for len(batch) > 0 {
 		c.execute(batch)
 		c.mu.Lock()
-		batch = c.takeLocked()
-		if len(batch) == 0 {
-			c.inFlight--
-			c.mu.Unlock()
-			return
-		}
+		c.finishLocked(batch)
+		batch = c.startLocked()
 		c.mu.Unlock()
 	}
 }
@@ -241,8 +330,7 @@ func (c *Coalescer[K, V]) execute(batch []*call[K, V]) {
 		err = translate(err)
 	}
 	for _, cl := range batch {
-		cl.err = err
-		cl.done <- struct{}{}
+		cl.answer(err)
 	}
 }
 

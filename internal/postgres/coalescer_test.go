@@ -253,3 +253,102 @@ func TestCoalescerHonoursDeadlineOfLookupInSlowBatch(t *testing.T) {
 		t.Fatalf("next lookup: %v", err)
 	}
 }
+
+// TestCoalescerSweepsDueLookupOutOfRunningBatch: a lookup inside a batch
+// that outlasts the lookup's deadline is answered EUNAVAILABLE at its
+// deadline; the other lookup of the same batch still gets its row.
+func TestCoalescerSweepsDueLookupOutOfRunningBatch(t *testing.T) {
+	release, started := make(chan struct{}), make(chan struct{}, 2)
+	fetch := func(ctx context.Context, keys []int64, found func(int64, int)) error {
+		started <- struct{}{}
+		<-release
+		for _, k := range keys {
+			found(k, int(k)*10)
+		}
+		return nil
+	}
+	c := NewCoalescer[int64, int](16, 1, time.Minute, fetch)
+	go c.Get(context.Background(), 1) // holds the slot while the next two queue
+	<-started
+	due := deadlineOnly{Context: context.Background(), at: time.Now().Add(300 * time.Millisecond)}
+	dueErr, otherVal := make(chan error, 1), make(chan int, 1)
+	go func() { _, _, err := c.Get(due, 2); dueErr <- err }()
+	go func() {
+		for len(c.queued()) < 1 {
+			time.Sleep(time.Millisecond)
+		}
+		v, _, _ := c.Get(context.Background(), 3)
+		otherVal <- v
+	}()
+	for len(c.queued()) < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	release <- struct{}{} // first batch done; 2 and 3 now run together
+	<-started
+	select {
+	case err := <-dueErr:
+		if shop.ErrorCode(err) != shop.EUNAVAILABLE {
+			t.Fatalf("due lookup: %v, want unavailable", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("due lookup waited for its batch past its deadline")
+	}
+	close(release)
+	if v := <-otherVal; v != 30 {
+		t.Errorf("the other lookup of the batch got %d, want 30", v)
+	}
+}
+
+// queued is the queue's current contents, for tests.
+func (c *Coalescer[K, V]) queued() []*call[K, V] {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]*call[K, V](nil), c.queue...)
+}
+
+// TestCoalescerDeadlinesUnderChurn: many lookups with short, varied
+// deadlines against a fetch of varied speed. Each gets its own value or
+// EUNAVAILABLE, never another's value and never a hang; run with -race.
+func TestCoalescerDeadlinesUnderChurn(t *testing.T) {
+	var n atomic.Int64
+	fetch := func(ctx context.Context, keys []int64, found func(int64, int64)) error {
+		time.Sleep(time.Duration(n.Add(1)%7) * time.Millisecond)
+		for _, k := range keys {
+			found(k, -k)
+		}
+		return nil
+	}
+	c := NewCoalescer[int64, int64](8, 2, time.Second, fetch)
+	var wg sync.WaitGroup
+	var expired atomic.Int64
+	for g := range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 60 {
+				key := int64(g*1000 + i)
+				ctx := deadlineOnly{Context: context.Background(), at: time.Now().Add(time.Duration(1+(g+i)%9) * time.Millisecond)}
+				v, ok, err := c.Get(ctx, key)
+				switch {
+				case err != nil:
+					if shop.ErrorCode(err) != shop.EUNAVAILABLE {
+						t.Errorf("key %d: %v", key, err)
+					}
+					expired.Add(1)
+				case !ok || v != -key:
+					t.Errorf("key %d: got %d %v", key, v, ok)
+				}
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("lookups hung")
+	}
+	if expired.Load() == 0 || expired.Load() == 64*60 {
+		t.Logf("expired %d of %d (the mix is meant to have both)", expired.Load(), 64*60)
+	}
+}
