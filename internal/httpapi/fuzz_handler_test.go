@@ -39,8 +39,13 @@ func FuzzHandler(f *testing.F) {
 		f.Add(seed.method, seed.path, seed.name, seed.value, seed.body)
 	}
 
+	// Taken before f.Fuzz: under -fuzz this starts the coordinator's
+	// cluster, which its workers then share (see pgtest), each with a
+	// database and a small pool of its own: a worker sends one request at
+	// a time.
 	dbCfg := postgres.DefaultConfig()
 	dbCfg.DSN = pgtest.NewDatabase(f)
+	dbCfg.MinConns, dbCfg.MaxConns = 1, 4
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	db, err := postgres.Open(ctx, dbCfg, nil)

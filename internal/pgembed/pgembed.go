@@ -604,9 +604,24 @@ func (s *Server) Restart(ctx context.Context, mode string) error {
 
 // DSN returns a keyword/value connection string for dbname over the Unix
 // socket, understood by pgx and psql alike.
-func (s *Server) DSN(dbname string) string {
+func (s *Server) DSN(dbname string) string { return s.Socket().DSN(dbname) }
+
+// Socket is where the server listens, for clients that outlive this
+// Server value or live in another process.
+func (s *Server) Socket() Socket { return Socket{Dir: s.socketDir, Port: s.cfg.Port} }
+
+// Socket is the Unix socket of a server, possibly one another process
+// owns: all a superuser client needs, nothing to stop or restart it with.
+type Socket struct {
+	Dir  string // directory of the socket file (libpq's host)
+	Port int    // names the socket file .s.PGSQL.<Port>
+}
+
+// DSN returns a keyword/value connection string for dbname through the
+// socket, as superuser.
+func (k Socket) DSN(dbname string) string {
 	return fmt.Sprintf("host=%s port=%d user=%s dbname=%s sslmode=disable",
-		quoteDSN(s.socketDir), s.cfg.Port, Superuser, quoteDSN(dbname))
+		quoteDSN(k.Dir), k.Port, Superuser, quoteDSN(dbname))
 }
 
 // quoteDSN quotes a keyword/value connection string value when it needs it.
@@ -643,23 +658,33 @@ func (s *Server) PID() int { return int(s.pid.Load()) }
 // default, template1). Cloning a migrated template is how tests get a fresh
 // database each; the template must have no open connections.
 func (s *Server) CreateDatabase(ctx context.Context, name, template string) error {
-	sql := "CREATE DATABASE " + pgx.Identifier{name}.Sanitize()
-	if template != "" {
-		sql += " TEMPLATE " + pgx.Identifier{template}.Sanitize()
-	}
-	return s.exec(ctx, sql)
+	return s.Socket().CreateDatabase(ctx, name, template)
 }
 
 // DropDatabase drops database name if it exists, disconnecting its
 // sessions first.
 func (s *Server) DropDatabase(ctx context.Context, name string) error {
-	return s.exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
+	return s.Socket().DropDatabase(ctx, name)
+}
+
+// CreateDatabase is Server.CreateDatabase through the socket.
+func (k Socket) CreateDatabase(ctx context.Context, name, template string) error {
+	sql := "CREATE DATABASE " + pgx.Identifier{name}.Sanitize()
+	if template != "" {
+		sql += " TEMPLATE " + pgx.Identifier{template}.Sanitize()
+	}
+	return k.exec(ctx, sql)
+}
+
+// DropDatabase is Server.DropDatabase through the socket.
+func (k Socket) DropDatabase(ctx context.Context, name string) error {
+	return k.exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
 }
 
 // exec runs one statement as superuser in the postgres database, on a
 // connection of its own: these are rare, and it survives restarts.
-func (s *Server) exec(ctx context.Context, sql string) error {
-	conn, err := pgconn.Connect(ctx, s.DSN("postgres"))
+func (k Socket) exec(ctx context.Context, sql string) error {
+	conn, err := pgconn.Connect(ctx, k.DSN("postgres"))
 	if err != nil {
 		return fmt.Errorf("pgembed: %w", err)
 	}
