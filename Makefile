@@ -5,7 +5,7 @@ GOFLAGS   ?=
 FUZZTIME  ?= 30s
 DATA_DIR  ?= ./data
 
-.PHONY: all build run test vet lint fuzz fuzz-handler bench bench-compare faults postgres clean help
+.PHONY: all build run test vet lint fuzz bench bench-compare faults postgres clean help
 
 all: build
 
@@ -43,21 +43,16 @@ test: postgres vet
 	$(GO) test -race -count=1 -timeout 12m ./...
 	$(MAKE) fuzz
 
-# Each fuzz target runs for FUZZTIME on top of its committed seed corpus.
-# The seed corpus of every target, FuzzHandler's included, also runs in
-# plain `go test`.
-FUZZ_TARGETS := FuzzAppendString FuzzAppendUser FuzzParseID FuzzRoute
+# Each fuzz target runs for FUZZTIME on top of its committed seed corpus,
+# which also runs in plain `go test`. FuzzHandler drives the real server with
+# PostgreSQL behind it: the fuzz workers share the one cluster the
+# coordinator starts (see internal/pgtest).
+FUZZ_TARGETS := FuzzAppendString FuzzAppendUser FuzzParseID FuzzRoute FuzzHandler
 fuzz:
 	@set -e; for target in $(FUZZ_TARGETS); do \
 		echo "fuzz $$target ($(FUZZTIME))"; \
 		$(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) ./internal/httpapi; \
 	done
-
-# FuzzHandler drives the real server with PostgreSQL behind it; every fuzz
-# worker process starts a PostgreSQL of its own, which on a busy machine can
-# outlast the fuzzing engine's patience, so it runs with the fault suite.
-fuzz-handler:
-	$(GO) test -run '^$$' -fuzz '^FuzzHandler$$' -fuzztime $(FUZZTIME) ./internal/httpapi
 
 bench: postgres build
 	./bench/run.sh
@@ -67,7 +62,6 @@ bench-compare: postgres build
 
 faults: postgres build
 	$(GO) test -count=1 -timeout 30m -tags faults -v ./faults/...
-	$(MAKE) fuzz-handler
 
 clean:
 	rm -rf $(BIN)
