@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"flag"
 	"fmt"
@@ -57,32 +58,55 @@ func mergeMain(args []string, stdout, stderr io.Writer) int {
 		return mergeUsageError(stderr, fmt.Errorf("--slo: %v", err))
 	}
 
-	recs := make([]*load.Recording, 0, fs.NArg())
+	logs := make([]*load.Log, 0, fs.NArg())
 	for _, arg := range fs.Args() {
-		rec, err := readRun(arg)
+		log, err := readRun(arg)
 		if err != nil {
 			return mergeUsageError(stderr, err)
 		}
-		recs = append(recs, rec)
+		logs = append(logs, log)
 	}
-	merged, err := load.Merge(recs...)
+	merged, err := load.Merge(logs...)
 	if err != nil {
 		return mergeUsageError(stderr, err)
 	}
-	if err := load.WriteReports(*out, merged, slo); err != nil {
+	rec, err := writeMerged(*out, merged, slo)
+	if err != nil {
 		return mergeUsageError(stderr, err)
 	}
-	sum := load.Summarize(merged)
+	sum := load.Summarize(rec)
 	if err := sum.WriteText(stdout); err != nil {
 		fmt.Fprintf(stderr, "loadgen merge: %v\n", err)
 	}
-	fmt.Fprintf(stdout, "\nmerged %d runs into %s\n", len(recs), *out)
+	fmt.Fprintf(stdout, "\nmerged %d runs into %s\n", len(logs), *out)
 	return sloVerdict(stderr, slo, sum)
+}
+
+// writeMerged writes what a run leaves in dir for a merged log: run.hlog,
+// and summary.json and report.html from the log's Recording, which it
+// returns. The reports are built the way a run builds them, interval by
+// interval from the merged histograms.
+func writeMerged(dir string, log *load.Log, slo load.SLO) (*load.Recording, error) {
+	rec, err := log.Recording()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	var b bytes.Buffer
+	if err := load.WriteHlog(&b, log); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "run.hlog"), b.Bytes(), 0o644); err != nil {
+		return nil, err
+	}
+	return rec, load.WriteReports(dir, rec, slo)
 }
 
 // readRun reads a run's interval log: path itself, or run.hlog in it when
 // path is a directory.
-func readRun(path string) (*load.Recording, error) {
+func readRun(path string) (*load.Log, error) {
 	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
 		path = filepath.Join(path, "run.hlog")
 	}
@@ -91,11 +115,11 @@ func readRun(path string) (*load.Recording, error) {
 		return nil, err
 	}
 	defer f.Close()
-	rec, err := load.ReadHlog(f)
+	log, err := load.ReadHlog(f)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %v", path, err)
 	}
-	return rec, nil
+	return log, nil
 }
 
 func mergeUsageError(stderr io.Writer, err error) int {

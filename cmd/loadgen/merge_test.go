@@ -16,7 +16,7 @@ import (
 func writeRun(t *testing.T, dir, host string, latencyMS int64) {
 	t.Helper()
 	start := time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC)
-	rec := &load.Recording{Meta: load.Meta{Target: "http://127.0.0.1:8080", Model: "open", TargetRate: 100, Connections: 4, Host: host, Started: start}}
+	log := &load.Log{Meta: load.Meta{Target: "http://127.0.0.1:8080", Model: "open", TargetRate: 100, Connections: 4, Host: host, Started: start}}
 	for i := range 5 {
 		iv := load.Interval{
 			Start: start.Add(time.Duration(i) * time.Second), End: start.Add(time.Duration(i+1) * time.Second),
@@ -31,9 +31,9 @@ func writeRun(t *testing.T, dir, host string, latencyMS int64) {
 				t.Fatal(err)
 			}
 		}
-		rec.Intervals = append(rec.Intervals, iv)
+		log.Intervals = append(log.Intervals, iv)
 	}
-	if err := load.WriteReports(dir, rec, load.SLO{}); err != nil {
+	if _, err := writeMerged(dir, log, load.SLO{}); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -62,7 +63,7 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&o.cfg.Connections, "connections", load.DefaultConnections, "connections: the cap on requests in flight (open model), the concurrency (closed model)")
 	fs.Var(&o.headers, "header", "request header 'Name: value', repeatable; {uuid} and {seq} in the value are replaced per request")
 	fs.StringVar(&o.scenario, "scenario", "", "scenario file (YAML or JSON) or shipped scenario name ("+strings.Join(load.BuiltinScenarios(), ", ")+")")
-	fs.StringVar(&o.out, "out", "", "directory for summary.json, run.hlog and report.html")
+	fs.StringVar(&o.out, "out", "", "directory for summary.json, run.hlog (written as the run goes) and report.html")
 	fs.StringVar(&o.slo, "slo", "", "objectives, e.g. 'p99<80ms,p999<200ms,errors<=0,rate>=0.99'; exit 1 when not met")
 	fs.StringVar(&o.startAt, "start-at", "", "start at this RFC 3339 time (for generators on several hosts)")
 	fs.StringVar(&o.cfg.Host, "host-label", "", "name of this generator in the recording (default: host name)")
@@ -89,10 +90,20 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	if err := load.CheckTarget(context.Background(), o.cfg.Target, o.cfg.Timeout); err != nil {
 		return usageError(stderr, err)
 	}
+	// With --out, the interval log is written as the run goes, one interval
+	// a second, so that the run keeps none of them in memory.
+	var hlogFile *os.File
 	if o.out != "" {
 		if err := os.MkdirAll(o.out, 0o755); err != nil {
 			return usageError(stderr, fmt.Errorf("--out: %v", err))
 		}
+		f, err := os.Create(filepath.Join(o.out, "run.hlog"))
+		if err != nil {
+			return usageError(stderr, fmt.Errorf("--out: %v", err))
+		}
+		defer f.Close()
+		hlogFile = f
+		o.cfg.Hlog = load.NewHlogWriter(f)
 	}
 
 	ctx, stop := interruptible(stderr)
@@ -108,6 +119,9 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	}
 	if rec == nil {
 		fmt.Fprintf(stderr, "loadgen: %v\n", err)
+		if hlogFile != nil {
+			os.Remove(hlogFile.Name()) // nothing was recorded
+		}
 		return exitAborted
 	}
 	if err != nil {
@@ -118,8 +132,17 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "loadgen: %v\n", err)
 	}
 	if o.out != "" {
-		if err := load.WriteReports(o.out, rec, slo); err != nil {
-			fmt.Fprintf(stderr, "loadgen: %v\n", err)
+		hlogErr := o.cfg.Hlog.Err()
+		if err := hlogFile.Close(); hlogErr == nil && err != nil {
+			hlogErr = fmt.Errorf("write hlog: %w", err)
+		}
+		reportErr := load.WriteReports(o.out, rec, slo)
+		for _, err := range []error{hlogErr, reportErr} {
+			if err != nil {
+				fmt.Fprintf(stderr, "loadgen: %v\n", err)
+			}
+		}
+		if hlogErr != nil || reportErr != nil {
 			return exitUsage
 		}
 	}

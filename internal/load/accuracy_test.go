@@ -156,16 +156,12 @@ func TestAccuracyOpenModel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	corrected, uncorrected := NewHistogram(), NewHistogram()
+	corrected, uncorrected := rec.Corrected, rec.Uncorrected
 	var sent, late, errs int64
 	for _, iv := range rec.Intervals {
-		corrected.Merge(iv.Corrected)
-		uncorrected.Merge(iv.Uncorrected)
 		sent += iv.Sent
 		late += iv.LateSends
-		for _, n := range iv.Errors {
-			errs += n
-		}
+		errs += iv.TransportErrors
 	}
 	if sent != 5*rate || errs != 0 || corrected.TotalCount() != 5*rate {
 		t.Fatalf("sent %d, errors %d, recorded %d; want %d sent, 0 errors, all recorded", sent, errs, corrected.TotalCount(), 5*rate)

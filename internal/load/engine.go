@@ -360,9 +360,17 @@ func staleConn(err error) bool {
 }
 
 // collect rotates intervals at every IntervalLength (and at the end of the
-// warm-up) until done is closed, then closes the last interval.
+// warm-up) until done is closed, then closes the last interval. Each closed
+// measured interval goes to the interval log (if any) and into the
+// Recording, which keeps its stats but not its histograms.
 func (e *engine) collect(done <-chan struct{}) *Recording {
 	rec := &Recording{Meta: e.meta()}
+	// The stats of the planned intervals, allocated once (about 200 bytes
+	// each); the last interval may run past the schedule, hence the spare.
+	rec.Intervals = make([]IntervalStats, 0, int((e.end-e.warmup)/IntervalLength)+2)
+	if e.cfg.Hlog != nil {
+		e.cfg.Hlog.WriteHeader(rec.Meta, rec.Meta.Started) // an error is kept by the writer
+	}
 	col := newCollector(e.rec)
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -393,7 +401,7 @@ func (e *engine) collect(done <-chan struct{}) *Recording {
 		}
 		iv := col.rotate(e.base.Add(prev), e.base.Add(next), part)
 		if part == measured {
-			rec.Intervals = append(rec.Intervals, iv)
+			keepInterval(rec, e.cfg.Hlog, iv)
 		}
 		if e.cfg.Progress != nil {
 			e.cfg.Progress(Progress{Interval: iv, Warmup: part == warm, Elapsed: next, Total: total})
@@ -403,6 +411,17 @@ func (e *engine) collect(done <-chan struct{}) *Recording {
 		}
 		prev = next
 	}
+}
+
+// keepInterval keeps what a run keeps of a closed measured interval: the
+// whole of it in the interval log hw (if any), its stats and its share of
+// the totals in rec. iv's histograms are not retained.
+func keepInterval(rec *Recording, hw *HlogWriter, iv Interval) {
+	if hw != nil {
+		hw.WriteInterval(iv) // an error is kept by the writer
+	}
+	// Cannot fail: the recorder clamps values into NewHistogram's range.
+	_ = rec.Add(iv)
 }
 
 // staleError marks a connection found closed before any byte of the

@@ -2,6 +2,7 @@ package load
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"io"
 	"net"
@@ -21,18 +22,24 @@ type totals struct {
 	statuses              map[int]int64
 }
 
-func sumUp(rec *Recording) totals {
+func sumUp(tb testing.TB, rec *Recording) totals {
+	tb.Helper()
 	t := totals{errors: map[string]int64{}, statuses: map[int]int64{}}
+	var perInterval int64
 	for _, iv := range rec.Intervals {
 		t.sent += iv.Sent
 		t.late += iv.LateSends
-		for k, n := range iv.Statuses {
-			t.statuses[k] += n
-			t.responses += n
-		}
-		for k, n := range iv.Errors {
-			t.errors[k] += n
-		}
+		perInterval += iv.Responses
+	}
+	for k, n := range rec.Statuses {
+		t.statuses[k] += n
+		t.responses += n
+	}
+	for k, n := range rec.Errors {
+		t.errors[k] += n
+	}
+	if perInterval != t.responses {
+		tb.Errorf("responses: %d in the intervals' stats, %d in the totals", perInterval, t.responses)
 	}
 	return t
 }
@@ -57,7 +64,7 @@ func TestClosedModel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tot := sumUp(rec)
+	tot := sumUp(t, rec)
 	if rec.Meta.Model != "closed" || len(rec.Intervals) != 2 {
 		t.Errorf("model %q, %d intervals; want closed, 2", rec.Meta.Model, len(rec.Intervals))
 	}
@@ -67,9 +74,12 @@ func TestClosedModel(t *testing.T) {
 	if hits.Load() < tot.sent {
 		t.Errorf("server saw %d requests, generator recorded %d", hits.Load(), tot.sent)
 	}
+	if !rec.Corrected.Equals(rec.Uncorrected) || rec.Corrected.TotalCount() != tot.responses {
+		t.Error("closed model: corrected and uncorrected latency differ")
+	}
 	for _, iv := range rec.Intervals {
-		if !iv.Corrected.Equals(iv.Uncorrected) {
-			t.Error("closed model: corrected and uncorrected latency differ")
+		if iv.Corrected != iv.Uncorrected || iv.Corrected.Count != iv.Responses {
+			t.Errorf("closed model: interval percentiles %+v and %+v for %d responses", iv.Corrected, iv.Uncorrected, iv.Responses)
 		}
 		if d := iv.End.Sub(iv.Start); d < 900*time.Millisecond || d > 1500*time.Millisecond {
 			t.Errorf("interval of %v", d)
@@ -84,7 +94,7 @@ func TestOpenModelCountsAndWarmup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tot := sumUp(rec)
+	tot := sumUp(t, rec)
 	// Exactly the measured part of the schedule, none dropped, warm-up excluded.
 	if tot.sent != 300 || tot.responses != 300 {
 		t.Errorf("sent %d, responses %d; want 300 each", tot.sent, tot.responses)
@@ -100,6 +110,40 @@ func TestOpenModelCountsAndWarmup(t *testing.T) {
 	}
 }
 
+// TestRunStreamsHlog: the interval log a run streams (Config.Hlog) reads
+// back to the run's own recording: the same intervals, totals and
+// percentiles, warm-up excluded.
+func TestRunStreamsHlog(t *testing.T) {
+	srv, _ := newOKServer(t)
+	var buf bytes.Buffer
+	hw := NewHlogWriter(&buf)
+	cfg := Config{Target: srv.URL, Rate: 200, Warmup: 500 * time.Millisecond, Duration: 2 * time.Second, Connections: 8, Hlog: hw}
+	rec, err := Run(context.Background(), cfg)
+	if err != nil || hw.Err() != nil {
+		t.Fatal(err, hw.Err())
+	}
+	log, err := ReadHlog(&buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	back := recordingOf(t, log)
+	if len(back.Intervals) != len(rec.Intervals) || len(rec.Intervals) < 2 {
+		t.Fatalf("%d intervals in the log, %d in the recording", len(back.Intervals), len(rec.Intervals))
+	}
+	for i, st := range back.Intervals {
+		want := rec.Intervals[i]
+		if st.Start.UnixMilli() != want.Start.UnixMilli() || st.Corrected != want.Corrected || st.Uncorrected != want.Uncorrected ||
+			st.Sent != want.Sent || st.Responses != want.Responses {
+			t.Errorf("interval %d: log %+v\nrecording %+v", i, st, want)
+		}
+	}
+	got, want := Summarize(back), Summarize(rec)
+	if got.Corrected != want.Corrected || got.Uncorrected != want.Uncorrected || got.Sent != 400 || got.Responses != want.Responses ||
+		!got.Meta.Started.Equal(want.Meta.Started) || got.Meta.Warmup != cfg.Warmup {
+		t.Errorf("log summarizes to %+v\nrecording to %+v", got, want)
+	}
+}
+
 func TestStagedRun(t *testing.T) {
 	srv, _ := newOKServer(t)
 	stages, _ := ParseStages("1s:200,1s:0")
@@ -107,7 +151,7 @@ func TestStagedRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tot := sumUp(rec)
+	tot := sumUp(t, rec)
 	if tot.sent != 200 {
 		t.Errorf("sent %d, want the integral of the ramps: 200", tot.sent)
 	}
@@ -148,7 +192,7 @@ requests:
 	if err != nil {
 		t.Fatal(err)
 	}
-	tot := sumUp(rec)
+	tot := sumUp(t, rec)
 	if tot.statuses[200]+tot.statuses[404] != 400 || badID.Load() {
 		t.Errorf("statuses %v, bad id or header seen: %v", tot.statuses, badID.Load())
 	}
@@ -167,7 +211,7 @@ func TestUnsentAreCounted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tot := sumUp(rec)
+	tot := sumUp(t, rec)
 	if tot.sent+tot.errors[ErrUnsent] != 100 {
 		t.Errorf("sent %d + unsent %d, want 100", tot.sent, tot.errors[ErrUnsent])
 	}
@@ -175,10 +219,7 @@ func TestUnsentAreCounted(t *testing.T) {
 		t.Errorf("sent %d, late %d, errors %v: want every sent request timed out, most late", tot.sent, tot.late, tot.errors)
 	}
 	// Timed-out requests are in the latency histograms, at >= the timeout.
-	h := NewHistogram()
-	for _, iv := range rec.Intervals {
-		h.Merge(iv.Uncorrected)
-	}
+	h := rec.Uncorrected
 	if h.TotalCount() != tot.sent || h.Min() < 290_000 {
 		t.Errorf("timeouts recorded %d, min %dµs", h.TotalCount(), h.Min())
 	}
@@ -199,7 +240,7 @@ func TestCancel(t *testing.T) {
 	if rec == nil || len(rec.Intervals) != 2 {
 		t.Fatalf("want the 2 intervals recorded before the cancel, got %+v", rec)
 	}
-	tot := sumUp(rec)
+	tot := sumUp(t, rec)
 	if tot.sent < 100 || tot.sent > 160 || tot.responses != tot.sent {
 		t.Errorf("sent %d, responses %d, want about 120 (a late cancel timer on a busy machine adds some)", tot.sent, tot.responses)
 	}
@@ -226,7 +267,7 @@ func TestErrorKinds(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			tot := sumUp(rec)
+			tot := sumUp(t, rec)
 			if tot.sent != 10 || tot.errors[c.want] != 10 {
 				t.Errorf("sent %d, errors %v; want 10 %s", tot.sent, tot.errors, c.want)
 			}
@@ -403,7 +444,7 @@ func TestLargeRequestBody(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tot := sumUp(rec); tot.statuses[200] != 5 || bad.Load() != 0 {
+	if tot := sumUp(t, rec); tot.statuses[200] != 5 || bad.Load() != 0 {
 		t.Errorf("statuses %v, errors %v, bodies cut short %d", tot.statuses, tot.errors, bad.Load())
 	}
 }

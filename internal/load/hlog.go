@@ -15,6 +15,12 @@ package load
 //	Tag=corrected,10.000,1.000,12.415,HISTFAAA...
 //	Tag=uncorrected,10.000,1.000,3.211,HISTFAAA...
 //
+// A run writes its log as it goes (Config.Hlog, HlogWriter): each interval
+// is appended and flushed as it closes, and the run keeps none of its
+// histograms, so a long run's memory stays flat. Each histogram is stored
+// in a compact copy (see compact): reading a long log back for a merge
+// takes little memory too.
+//
 // Values are microseconds: HistogramLogProcessor needs
 // "-tag corrected -outputValueUnitRatio 1000" to print milliseconds
 // (without -tag it only reads untagged histograms, and every histogram here
@@ -75,15 +81,54 @@ type hlogInterval struct {
 	InFlight  int64            `json:"in_flight,omitempty"`
 }
 
-// WriteHlog writes rec as an HdrHistogram interval log: per interval one
-// histogram tagged "corrected" and one tagged "uncorrected", preceded by a
-// comment with the interval's counts. Times are kept to the millisecond.
-func WriteHlog(w io.Writer, rec *Recording) error {
-	if rec == nil {
-		return errors.New("write hlog: no recording")
+// HlogWriter writes an interval log one interval at a time, so that a run
+// can stream each interval to its file as it closes instead of keeping the
+// histograms until the end. Call WriteHeader once, then WriteInterval for
+// each interval in time order. Every interval is flushed to the underlying
+// writer at once: the file is complete up to the last closed interval
+// even if the process is killed. The first error is kept; later calls do
+// nothing and return it, and Err reports it (as bufio.Writer does).
+type HlogWriter struct {
+	w      *bufio.Writer
+	baseMS int64
+	header bool
+	n      int // intervals written
+	err    error
+}
+
+// NewHlogWriter returns an HlogWriter writing to w.
+func NewHlogWriter(w io.Writer) *HlogWriter {
+	return &HlogWriter{w: bufio.NewWriter(w)}
+}
+
+// Err returns the first error met, if any.
+func (hw *HlogWriter) Err() error { return hw.err }
+
+// fail keeps err as the writer's error, unless it has one already.
+func (hw *HlogWriter) fail(err error) error {
+	if hw.err == nil {
+		hw.err = fmt.Errorf("write hlog: %w", err)
 	}
-	startMS := hlogStartMS(rec)
-	bw := bufio.NewWriter(w)
+	return hw.err
+}
+
+// WriteHeader writes the log's header: the format version, StartTime and
+// BaseTime (both base, to the millisecond; every interval must start at or
+// after it) and meta as a comment.
+func (hw *HlogWriter) WriteHeader(meta Meta, base time.Time) error {
+	if hw.err != nil {
+		return hw.err
+	}
+	if hw.header {
+		return hw.fail(errors.New("a second header"))
+	}
+	hw.header = true
+	hw.baseMS = base.UnixMilli()
+	m, err := hlogJSON(meta)
+	if err != nil {
+		return hw.fail(err)
+	}
+	bw, startMS := hw.w, hw.baseMS
 	fmt.Fprintln(bw, "#[Histogram log format version 1.3]")
 	fmt.Fprintf(bw, "#[StartTime: %s (seconds since epoch), %s]\n", msToSeconds(startMS), time.UnixMilli(startMS).UTC().Format("2006-01-02T15:04:05.000Z"))
 	fmt.Fprintf(bw, "#[BaseTime: %s (seconds since epoch)]\n", msToSeconds(startMS))
@@ -91,59 +136,102 @@ func WriteHlog(w io.Writer, rec *Recording) error {
 	fmt.Fprintln(bw, "# each request's intended send time (coordinated omission corrected), Tag=uncorrected from the actual")
 	fmt.Fprintln(bw, "# send. Read with: HistogramLogProcessor -i run.hlog -tag corrected -outputValueUnitRatio 1000")
 	fmt.Fprintln(bw, "# The storefront-loadgen comment lines carry the run's meta and each interval's counts (JSON).")
-	meta, err := hlogJSON(rec.Meta)
-	if err != nil {
-		return fmt.Errorf("write hlog: %w", err)
-	}
-	fmt.Fprintf(bw, "%s%s]\n", hlogMetaPrefix, meta)
+	fmt.Fprintf(bw, "%s%s]\n", hlogMetaPrefix, m)
 	fmt.Fprintln(bw, hlogLegend)
+	return hw.flush()
+}
 
-	var empty *hdrhistogram.Histogram
-	for i, iv := range rec.Intervals {
-		s, e := iv.Start.UnixMilli(), iv.End.UnixMilli()
-		if e < s {
-			return fmt.Errorf("write hlog: interval %d ends before it starts", i)
-		}
-		counts, err := hlogJSON(hlogInterval{
-			StartMS: s, EndMS: e, Sent: iv.Sent,
-			Statuses: iv.Statuses, Errors: iv.Errors,
-			LateSends: iv.LateSends, InFlight: iv.InFlight,
-		})
-		if err != nil {
-			return fmt.Errorf("write hlog: %w", err)
-		}
-		fmt.Fprintf(bw, "%s%s]\n", hlogIntervalPrefix, counts)
-		for _, th := range []struct {
-			tag string
-			h   *hdrhistogram.Histogram
-		}{{TagCorrected, iv.Corrected}, {TagUncorrected, iv.Uncorrected}} {
-			h := th.h
-			if h == nil {
-				if empty == nil {
-					empty = newCompactHistogram(0)
-				}
-				h = empty
-			}
-			payload, err := h.Encode(hdrhistogram.V2CompressedEncodingCookieBase)
-			if err != nil {
-				return fmt.Errorf("write hlog: interval %d: %w", i, err)
-			}
-			fmt.Fprintf(bw, "Tag=%s,%s,%s,%.3f,%s\n", th.tag, msToSeconds(s-startMS), msToSeconds(e-s), usToMS(h.Max()), payload)
-		}
+// WriteInterval writes one interval: a comment with its counts, then its
+// corrected and uncorrected histograms, each in a compact copy (see
+// compact) so that reading the log back takes little memory. Nil
+// histograms are written empty. iv is not retained.
+func (hw *HlogWriter) WriteInterval(iv Interval) error {
+	if hw.err != nil {
+		return hw.err
 	}
-	return bw.Flush()
+	if !hw.header {
+		return hw.fail(errors.New("an interval before the header"))
+	}
+	i := hw.n
+	hw.n++
+	s, e := iv.Start.UnixMilli(), iv.End.UnixMilli()
+	switch {
+	case e < s:
+		return hw.fail(fmt.Errorf("interval %d ends before it starts", i))
+	case s < hw.baseMS:
+		return hw.fail(fmt.Errorf("interval %d starts before the log's BaseTime", i))
+	}
+	counts, err := hlogJSON(hlogInterval{
+		StartMS: s, EndMS: e, Sent: iv.Sent,
+		Statuses: iv.Statuses, Errors: iv.Errors,
+		LateSends: iv.LateSends, InFlight: iv.InFlight,
+	})
+	if err != nil {
+		return hw.fail(err)
+	}
+	fmt.Fprintf(hw.w, "%s%s]\n", hlogIntervalPrefix, counts)
+	var (
+		prev    *hdrhistogram.Histogram
+		hmax    int64
+		payload []byte
+	)
+	for _, th := range []struct {
+		tag string
+		h   *hdrhistogram.Histogram
+	}{{TagCorrected, iv.Corrected}, {TagUncorrected, iv.Uncorrected}} {
+		h := th.h
+		if h == nil {
+			h = newCompactHistogram(0)
+		}
+		if h != prev { // closed model: one histogram, encoded once
+			hmax = maxOf(h)
+			enc := h
+			if !isCompact(h, hmax) {
+				enc = newCompactHistogram(hmax)
+				enc.Merge(h)
+			}
+			if payload, err = enc.Encode(hdrhistogram.V2CompressedEncodingCookieBase); err != nil {
+				return hw.fail(fmt.Errorf("interval %d: %w", i, err))
+			}
+			prev = h
+		}
+		fmt.Fprintf(hw.w, "Tag=%s,%s,%s,%.3f,%s\n", th.tag, msToSeconds(s-hw.baseMS), msToSeconds(e-s), usToMS(hmax), payload)
+	}
+	return hw.flush()
+}
+
+func (hw *HlogWriter) flush() error {
+	if err := hw.w.Flush(); err != nil {
+		return hw.fail(err)
+	}
+	return nil
+}
+
+// WriteHlog writes log as an HdrHistogram interval log: per interval one
+// histogram tagged "corrected" and one tagged "uncorrected", preceded by a
+// comment with the interval's counts. Times are kept to the millisecond.
+func WriteHlog(w io.Writer, log *Log) error {
+	if log == nil {
+		return errors.New("write hlog: no log")
+	}
+	hw := NewHlogWriter(w)
+	hw.WriteHeader(log.Meta, time.UnixMilli(hlogStartMS(log)))
+	for _, iv := range log.Intervals {
+		hw.WriteInterval(iv)
+	}
+	return hw.Err()
 }
 
 // hlogStartMS is the log's StartTime and BaseTime: the run's start, or the
 // first interval's if that is earlier (relative timestamps cannot be
 // negative).
-func hlogStartMS(rec *Recording) int64 {
+func hlogStartMS(log *Log) int64 {
 	var start int64
 	have := false
-	if !rec.Meta.Started.IsZero() {
-		start, have = rec.Meta.Started.UnixMilli(), true
+	if !log.Meta.Started.IsZero() {
+		start, have = log.Meta.Started.UnixMilli(), true
 	}
-	for _, iv := range rec.Intervals {
+	for _, iv := range log.Intervals {
 		if s := iv.Start.UnixMilli(); !have || s < start {
 			start, have = s, true
 		}
@@ -171,14 +259,14 @@ func hlogJSON(v any) (string, error) {
 	return strings.ReplaceAll(string(b), "#", `\u0023`), nil
 }
 
-// ReadHlog reads an interval log written by WriteHlog (or any HdrHistogram
-// log of microsecond values). Histograms tagged "corrected" or untagged
+// ReadHlog reads an interval log written by HlogWriter or WriteHlog (or
+// any HdrHistogram log of microsecond values). Histograms tagged "corrected" or untagged
 // become Corrected, "uncorrected" become Uncorrected, other tags are
 // skipped. Histograms keep their encoded geometry when it merges into
 // NewHistogram's losslessly (as the engine's compact ones do), others are
 // converted, and values outside NewHistogram's range are an error rather
 // than silently dropped.
-func ReadHlog(r io.Reader) (*Recording, error) {
+func ReadHlog(r io.Reader) (*Log, error) {
 	const yearMS = 365 * 24 * 3600 * 1000
 	var (
 		startMS, baseMS     int64
@@ -312,7 +400,7 @@ func ReadHlog(r io.Reader) (*Recording, error) {
 		return nil, fmt.Errorf("hlog line %d: %w", lineNo+1, err)
 	}
 
-	rec := &Recording{}
+	rec := &Log{}
 	keys := make([]int64, 0, len(intervals))
 	for k := range intervals {
 		keys = append(keys, k)
@@ -368,11 +456,30 @@ func withPackageGeometry(h *hdrhistogram.Histogram) (*hdrhistogram.Histogram, er
 	if h.LowestTrackableValue() == HistMinUS && h.SignificantFigures() == HistSigFig && h.HighestTrackableValue() <= HistMaxUS {
 		return h, nil
 	}
-	n := newCompactHistogram(h.Max())
+	n := newCompactHistogram(maxOf(h))
 	if dropped := n.Merge(h); dropped > 0 {
 		return nil, fmt.Errorf("%d values outside %dµs..%dµs (values must be microseconds)", dropped, HistMinUS, HistMaxUS)
 	}
 	return n, nil
+}
+
+// compact copies h into a histogram whose highest trackable value is just
+// above h's maximum. The copy has the same precision and equivalent value
+// ranges as NewHistogram, so merging it into a NewHistogram is lossless; it
+// costs 16 KB when every value is below 2 ms instead of 136 KB for the full
+// 1 µs..60 s range. The interval log stores histograms so, which keeps
+// logs read back (for a merge) small.
+func compact(h *hdrhistogram.Histogram) *hdrhistogram.Histogram {
+	c := newCompactHistogram(maxOf(h))
+	c.Merge(h)
+	return c
+}
+
+// isCompact reports whether h, whose maximum is hmax, already has
+// compact's geometry.
+func isCompact(h *hdrhistogram.Histogram, hmax int64) bool {
+	return h.LowestTrackableValue() == HistMinUS && h.SignificantFigures() == HistSigFig &&
+		h.HighestTrackableValue() == min(max(hmax, 2*HistMinUS), HistMaxUS)
 }
 
 // newCompactHistogram returns an empty histogram with NewHistogram's lowest

@@ -2,6 +2,8 @@ package load
 
 import (
 	"bytes"
+	"errors"
+	"io"
 	"maps"
 	"strings"
 	"testing"
@@ -10,7 +12,7 @@ import (
 	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
 )
 
-func writeHlogString(t *testing.T, rec *Recording) string {
+func writeHlogString(t *testing.T, rec *Log) string {
 	t.Helper()
 	var b bytes.Buffer
 	if err := WriteHlog(&b, rec); err != nil {
@@ -19,7 +21,7 @@ func writeHlogString(t *testing.T, rec *Recording) string {
 	return b.String()
 }
 
-func readHlogString(t *testing.T, s string) *Recording {
+func readHlogString(t *testing.T, s string) *Log {
 	t.Helper()
 	rec, err := ReadHlog(strings.NewReader(s))
 	if err != nil {
@@ -28,9 +30,9 @@ func readHlogString(t *testing.T, s string) *Recording {
 	return rec
 }
 
-// sameIntervals reports the first difference between two recordings'
+// sameIntervals reports the first difference between two logs'
 // intervals: times (to the millisecond), histograms and counts.
-func sameIntervals(t *testing.T, got, want *Recording) {
+func sameIntervals(t *testing.T, got, want *Log) {
 	t.Helper()
 	if len(got.Intervals) != len(want.Intervals) {
 		t.Fatalf("%d intervals, want %d", len(got.Intervals), len(want.Intervals))
@@ -66,7 +68,7 @@ func sameCounts(a, b *hdrhistogram.Histogram) bool {
 }
 
 func TestHlogKeepsCompactHistograms(t *testing.T) {
-	rec := syntheticRecording(t)
+	rec := syntheticLog(t)
 	back := readHlogString(t, writeHlogString(t, rec))
 	sameIntervals(t, back, rec)
 	for i, iv := range back.Intervals {
@@ -83,13 +85,13 @@ func TestHlogKeepsCompactHistograms(t *testing.T) {
 			t.Fatalf("merged interval %d has the full range (highest %d)", i, h)
 		}
 	}
-	if got, want := Summarize(merged).Corrected, Summarize(rec).Corrected; got.P99MS != want.P99MS || got.Count != 2*want.Count {
+	if got, want := Summarize(recordingOf(t, merged)).Corrected, Summarize(recordingOf(t, rec)).Corrected; got.P99MS != want.P99MS || got.Count != 2*want.Count {
 		t.Errorf("merged %+v, want the percentiles of %+v with twice the count", got, want)
 	}
 }
 
 func TestHlogRoundTrip(t *testing.T) {
-	rec := syntheticRecording(t)
+	rec := syntheticLog(t)
 	// Sub-millisecond start times and an odd interval length.
 	rec.Meta.Started = rec.Meta.Started.Add(123456789 * time.Nanosecond)
 	rec.Intervals[29].End = rec.Intervals[29].Start.Add(437 * time.Millisecond)
@@ -117,7 +119,7 @@ func TestHlogRoundTrip(t *testing.T) {
 	if back.Meta != rec.Meta {
 		t.Errorf("meta %+v, want %+v", back.Meta, rec.Meta)
 	}
-	if got, want := Summarize(back), Summarize(&want); got.Corrected != want.Corrected || got.Uncorrected != want.Uncorrected ||
+	if got, want := Summarize(recordingOf(t, back)), Summarize(recordingOf(t, &want)); got.Corrected != want.Corrected || got.Uncorrected != want.Uncorrected ||
 		!maps.Equal(got.Statuses, want.Statuses) || !maps.Equal(got.Errors, want.Errors) || got.Sent != want.Sent {
 		t.Errorf("summaries differ after a round trip:\n got %+v\nwant %+v", got, want)
 	}
@@ -129,7 +131,7 @@ func TestHlogRoundTrip(t *testing.T) {
 }
 
 func TestHlogFormat(t *testing.T) {
-	rec := syntheticRecording(t)
+	rec := syntheticLog(t)
 	rec.Meta.Scenario = "#[StartTime: 5 ]" // must not pose as a header
 	log := writeHlogString(t, rec)
 	lines := strings.Split(log, "\n")
@@ -169,7 +171,7 @@ func TestHlogFormat(t *testing.T) {
 // TestHlogReadableByHdrHistogramReader reads the log with hdrhistogram-go's
 // own reader, as any HdrHistogram tool would.
 func TestHlogReadableByHdrHistogramReader(t *testing.T) {
-	rec := syntheticRecording(t)
+	rec := syntheticLog(t)
 	rec.Meta.Started = rec.Meta.Started.Add(250 * time.Millisecond)
 	for i := range rec.Intervals {
 		rec.Intervals[i].Start = rec.Intervals[i].Start.Add(250 * time.Millisecond)
@@ -283,7 +285,7 @@ func TestReadHlogOtherGeometry(t *testing.T) {
 }
 
 func TestReadHlogErrors(t *testing.T) {
-	good := writeHlogString(t, syntheticRecording(t))
+	good := writeHlogString(t, syntheticLog(t))
 	lines := strings.Split(good, "\n")
 	firstHist := 0
 	for i, l := range lines {
@@ -317,3 +319,45 @@ func TestReadHlogErrors(t *testing.T) {
 		t.Errorf("empty log: %v, %v", rec, err)
 	}
 }
+
+// TestHlogWriterStreams: intervals written one at a time give the same log
+// as WriteHlog, each one flushed as it is written; the first error sticks.
+func TestHlogWriterStreams(t *testing.T) {
+	log := syntheticLog(t)
+	var b bytes.Buffer
+	hw := NewHlogWriter(&b)
+	if err := hw.WriteHeader(log.Meta, log.Meta.Started); err != nil {
+		t.Fatal(err)
+	}
+	for i, iv := range log.Intervals {
+		if err := hw.WriteInterval(iv); err != nil {
+			t.Fatal(err)
+		}
+		if n := strings.Count(b.String(), "\nTag=uncorrected,"); n != i+1 {
+			t.Fatalf("after interval %d, %d intervals in the file", i, n)
+		}
+	}
+	if b.String() != writeHlogString(t, log) {
+		t.Error("streamed log differs from WriteHlog's")
+	}
+
+	fresh := NewHlogWriter(io.Discard)
+	if err := fresh.WriteInterval(log.Intervals[0]); err == nil || !strings.Contains(err.Error(), "before the header") {
+		t.Errorf("interval before the header: %v", err)
+	}
+	late := NewHlogWriter(io.Discard)
+	late.WriteHeader(log.Meta, log.Intervals[1].Start)
+	if err := late.WriteInterval(log.Intervals[0]); err == nil || !strings.Contains(err.Error(), "before the log's BaseTime") {
+		t.Errorf("interval before the base time: %v", err)
+	}
+	broken := NewHlogWriter(failingWriter{})
+	broken.WriteHeader(log.Meta, log.Meta.Started)
+	err := broken.WriteInterval(log.Intervals[0])
+	if err == nil || broken.Err() != err || !strings.Contains(err.Error(), "disk full") {
+		t.Errorf("write error: %v, kept %v", err, broken.Err())
+	}
+}
+
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, errors.New("disk full") }

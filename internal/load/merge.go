@@ -8,8 +8,8 @@ import (
 	"time"
 )
 
-// Merge combines recordings of generators that ran at the same time (or of
-// separate runs) into one, losslessly: intervals are aligned on the whole
+// Merge combines the interval logs of generators that ran at the same time
+// (or of separate runs) into one, losslessly: intervals are aligned on the whole
 // second their start falls in, and within each second the histograms are
 // added (never their percentiles averaged) and the counts summed. A merged
 // interval starts on that second and lasts as long as the longest interval
@@ -18,7 +18,11 @@ import (
 // Meta is combined for concurrent generators: target rates and connections
 // are summed, hosts listed, the earliest start kept. Open-model and
 // closed-model recordings do not mix. The inputs are left untouched.
-func Merge(recs ...*Recording) (*Recording, error) {
+//
+// The whole-run totals and each second's percentiles of the result come
+// from its merged histograms (Log.Recording), never from the inputs'
+// percentiles.
+func Merge(recs ...*Log) (*Log, error) {
 	if len(recs) == 0 {
 		return nil, errors.New("merge: no recordings")
 	}
@@ -60,7 +64,7 @@ func Merge(recs ...*Recording) (*Recording, error) {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	out := &Recording{Meta: meta, Intervals: make([]Interval, 0, len(keys))}
+	out := &Log{Meta: meta, Intervals: make([]Interval, 0, len(keys))}
 	for _, key := range keys {
 		iv, err := mergeSecond(key, members[key])
 		if err != nil {
@@ -80,10 +84,10 @@ func mergeSecond(key int64, ivs []*Interval) (Interval, error) {
 	for _, iv := range ivs {
 		length = max(length, iv.End.Sub(iv.Start))
 		if iv.Corrected != nil {
-			maxCorrected = max(maxCorrected, iv.Corrected.Max())
+			maxCorrected = max(maxCorrected, maxOf(iv.Corrected))
 		}
 		if iv.Uncorrected != nil {
-			maxUncorrected = max(maxUncorrected, iv.Uncorrected.Max())
+			maxUncorrected = max(maxUncorrected, maxOf(iv.Uncorrected))
 		}
 	}
 	start := time.Unix(key, 0).UTC()
@@ -127,7 +131,7 @@ func addHistograms(dst, src *Interval) error {
 	return nil
 }
 
-func mergeMeta(recs []*Recording) (Meta, error) {
+func mergeMeta(recs []*Log) (Meta, error) {
 	var (
 		m                          Meta
 		targets, scenarios, stages []string

@@ -8,12 +8,12 @@ import (
 	"time"
 )
 
-// splitRecording records values[i] into recording i%2's interval i%n (n
-// intervals of one second from start+offset): two generators sharing one
-// sample set.
-func halvesRecording(t *testing.T, values []int64, half int, offset time.Duration, host string) *Recording {
+// halvesLog records values[i] into interval i%n of a log (n intervals of
+// one second from start+offset): one of two generators sharing one sample
+// set.
+func halvesLog(t *testing.T, values []int64, half int, offset time.Duration, host string) *Log {
 	t.Helper()
-	rec := &Recording{Meta: Meta{Model: "open", TargetRate: 500, Connections: 8, Host: host, Target: "http://t", Started: reportTestStart.Add(offset)}}
+	rec := &Log{Meta: Meta{Model: "open", TargetRate: 500, Connections: 8, Host: host, Target: "http://t", Started: reportTestStart.Add(offset)}}
 	const n = 5
 	for i := range n {
 		start := reportTestStart.Add(offset + time.Duration(i)*time.Second)
@@ -53,8 +53,8 @@ func TestMergeIsLossless(t *testing.T) {
 	}
 	all = append(append(all, a...), b...)
 
-	recA := halvesRecording(t, a, 0, 200*time.Millisecond, "gen-a")
-	recB := halvesRecording(t, b, 1, 700*time.Millisecond, "gen-b")
+	recA := halvesLog(t, a, 0, 200*time.Millisecond, "gen-a")
+	recB := halvesLog(t, b, 1, 700*time.Millisecond, "gen-b")
 	merged, err := Merge(recA, recB)
 	if err != nil {
 		t.Fatal(err)
@@ -65,11 +65,11 @@ func TestMergeIsLossless(t *testing.T) {
 		mustRecord(t, ref, v)
 	}
 	want := latencyOf(ref)
-	got := Summarize(merged).Corrected
+	got := Summarize(recordingOf(t, merged)).Corrected
 	if got != want {
 		t.Errorf("merged percentiles %+v\nwant (one histogram of all samples) %+v", got, want)
 	}
-	sa, sb := Summarize(recA).Corrected, Summarize(recB).Corrected
+	sa, sb := Summarize(recordingOf(t, recA)).Corrected, Summarize(recordingOf(t, recB)).Corrected
 	if avg := (sa.P99MS + sb.P99MS) / 2; avg > 0.9*got.P99MS && avg < 1.1*got.P99MS {
 		t.Fatalf("test data does not separate the average of p99s (%v) from the true p99 (%v)", avg, got.P99MS)
 	}
@@ -93,6 +93,26 @@ func TestMergeIsLossless(t *testing.T) {
 			t.Errorf("interval %d: in flight %d, want %d", i, iv.InFlight, 10+2*i)
 		}
 	}
+	// Each second's percentiles, as the report draws them, are those of one
+	// histogram of that second's samples from both generators. Second 0 has
+	// all of B's slow samples: 12.5% of it, so its p99 is slow, where the
+	// mean of the generators' p99s would be half as much.
+	for i, st := range recordingOf(t, merged).Intervals {
+		ref := NewHistogram()
+		for _, half := range [][]int64{a, b} {
+			for j, v := range half {
+				if j%5 == i {
+					mustRecord(t, ref, v)
+				}
+			}
+		}
+		if want := percentilesOf(ref); st.Corrected != want {
+			t.Errorf("second %d: percentiles %+v, want %+v (one histogram of its samples)", i, st.Corrected, want)
+		}
+		if i == 0 && st.Corrected.P99 < 500_000 {
+			t.Errorf("second 0: p99 %d µs, want the slow samples' (>= 500 ms)", st.Corrected.P99)
+		}
+	}
 
 	m := merged.Meta
 	if m.TargetRate != 1000 || m.Connections != 16 || m.Host != "gen-a,gen-b" || m.Target != "http://t" ||
@@ -103,14 +123,14 @@ func TestMergeIsLossless(t *testing.T) {
 
 func TestMergeThroughHlogs(t *testing.T) {
 	// What loadgen merge does: each generator's run.hlog, read back, merged.
-	a, b := syntheticRecording(t), syntheticRecording(t)
+	a, b := syntheticLog(t), syntheticLog(t)
 	b.Meta.Host = "gen-2"
 	inMemory, err := Merge(a, b)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var fromLogs []*Recording
-	for _, rec := range []*Recording{a, b} {
+	var fromLogs []*Log
+	for _, rec := range []*Log{a, b} {
 		var buf bytes.Buffer
 		if err := WriteHlog(&buf, rec); err != nil {
 			t.Fatal(err)
@@ -126,7 +146,7 @@ func TestMergeThroughHlogs(t *testing.T) {
 		t.Fatal(err)
 	}
 	sameIntervals(t, merged, inMemory)
-	got, want := Summarize(merged), Summarize(inMemory)
+	got, want := Summarize(recordingOf(t, merged)), Summarize(recordingOf(t, inMemory))
 	if got.Corrected != want.Corrected || got.Uncorrected != want.Uncorrected || got.Responses != 12000 || got.Failures != 24 ||
 		got.Statuses[404] != want.Statuses[404] || got.Errors["timeout"] != 6 || got.LateSends != 1200 {
 		t.Errorf("merged from logs: %+v\nwant %+v", got, want)
@@ -143,12 +163,12 @@ func TestMergeThroughHlogs(t *testing.T) {
 }
 
 func TestMergeLeavesInputsAlone(t *testing.T) {
-	a := syntheticRecording(t)
-	before := Summarize(a)
+	a := syntheticLog(t)
+	before := Summarize(recordingOf(t, a))
 	if _, err := Merge(a, a); err != nil {
 		t.Fatal(err)
 	}
-	if after := Summarize(a); after.Corrected != before.Corrected || after.Responses != before.Responses {
+	if after := Summarize(recordingOf(t, a)); after.Corrected != before.Corrected || after.Responses != before.Responses {
 		t.Error("Merge changed its input")
 	}
 }
@@ -157,7 +177,7 @@ func TestMergeSharedHistogram(t *testing.T) {
 	// Closed model: Corrected and Uncorrected may be one histogram.
 	h := NewHistogram()
 	mustRecord(t, h, 1500)
-	rec := &Recording{Meta: Meta{Model: "closed", Connections: 4}, Intervals: []Interval{{
+	rec := &Log{Meta: Meta{Model: "closed", Connections: 4}, Intervals: []Interval{{
 		Start: reportTestStart, End: reportTestStart.Add(time.Second), Corrected: h, Uncorrected: h, Statuses: map[int]int64{200: 1},
 	}}}
 	merged, err := Merge(rec, rec)
@@ -176,16 +196,16 @@ func TestMergeSharedHistogram(t *testing.T) {
 }
 
 func TestMergeErrors(t *testing.T) {
-	open := &Recording{Meta: Meta{Model: "open", TargetRate: 10}}
-	closed := &Recording{Meta: Meta{Model: "closed"}}
+	open := &Log{Meta: Meta{Model: "open", TargetRate: 10}}
+	closed := &Log{Meta: Meta{Model: "closed"}}
 	tests := []struct {
 		name string
-		recs []*Recording
+		recs []*Log
 		want string
 	}{
 		{"nothing", nil, "no recordings"},
-		{"nil", []*Recording{open, nil}, "recording 2 is nil"},
-		{"mixed models", []*Recording{open, closed}, "cannot mix open-model and closed-model"},
+		{"nil", []*Log{open, nil}, "recording 2 is nil"},
+		{"mixed models", []*Log{open, closed}, "cannot mix open-model and closed-model"},
 	}
 	for _, tt := range tests {
 		_, err := Merge(tt.recs...)
@@ -196,7 +216,7 @@ func TestMergeErrors(t *testing.T) {
 }
 
 func TestMergeMetaHosts(t *testing.T) {
-	recs := []*Recording{
+	recs := []*Log{
 		{Meta: Meta{Host: "a,b", Scenario: "browse", Stages: "10s:100"}},
 		{Meta: Meta{Host: "c", Scenario: "browse", Stages: "10s:100"}},
 		{Meta: Meta{Host: "b", Scenario: "checkout", Stages: "20s:5"}},

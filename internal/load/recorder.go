@@ -12,9 +12,11 @@ import (
 // The recorder turns completed requests into Intervals. Workers record into
 // a few shards (a mutex, two HDR histograms and counters each; never a list
 // of samples); once per interval the collector swaps every shard's live
-// slots for empty ones and merges what was taken. Memory is therefore a
-// fixed number of histograms, whatever the rate or the length of the run,
-// plus the finished intervals, which are stored compactly (see compact).
+// slots for empty ones and merges what was taken into its own scratch
+// histograms, which it hands out as the closed Interval and reuses for the
+// next one. Memory is therefore a fixed number of histograms, whatever the
+// rate or the length of the run: the engine streams each closed interval to
+// the interval log and keeps only its IntervalStats (see Recording).
 
 // slot collects one interval's responses for one shard, for either the
 // measured part of the run or the warm-up.
@@ -152,6 +154,7 @@ func clampUS(d time.Duration) int64 {
 type collector struct {
 	rec      *recorder
 	acc      [2]*slot // scratch accumulators, by measured / warm
+	handed   *slot    // the accumulator whose histograms the last rotate returned
 	prevSent [2]int64 // counter totals at the last rotation
 	prevLate [2]int64
 	unsent   int64 // added to the next measured interval as Errors[unsent]
@@ -162,9 +165,13 @@ func newCollector(rec *recorder) *collector {
 }
 
 // rotate closes the interval [start, end) of the given part and returns it.
-// Histograms of a measured interval are compact copies owned by the caller;
-// those of a warm-up interval are scratch, valid until the next rotate.
+// Its histograms are the collector's scratch, valid until the next rotate:
+// write them out or merge them, never keep them.
 func (c *collector) rotate(start, end time.Time, part int) Interval {
+	if c.handed != nil {
+		c.handed.reset()
+		c.handed = nil
+	}
 	for i := range c.rec.shards {
 		sh := &c.rec.shards[i]
 		sh.mu.Lock()
@@ -211,17 +218,13 @@ func (c *collector) rotate(start, end time.Time, part int) Interval {
 		iv.Errors[ErrUnsent] += c.unsent
 		c.unsent = 0
 	}
-	keep := (*hdrhistogram.Histogram).Clone
-	if part == measured {
-		keep = compact
-	}
-	iv.Corrected = keep(a.corrected)
+	iv.Corrected = a.corrected
 	if c.rec.closed {
 		iv.Uncorrected = iv.Corrected
 	} else {
-		iv.Uncorrected = keep(a.uncorrected)
+		iv.Uncorrected = a.uncorrected
 	}
-	a.reset()
+	c.handed = a // emptied by the next rotate, once the caller is done with it
 	// Measured requests may leave (and even complete) before the collector
 	// wakes up to close the warm-up: what they recorded stays in acc and
 	// their sends in the counters, for the first measured interval. Warm-up
@@ -230,16 +233,4 @@ func (c *collector) rotate(start, end time.Time, part int) Interval {
 		c.acc[warm].reset()
 	}
 	return iv
-}
-
-// compact copies h into a histogram whose highest trackable value is just
-// above h's maximum. The copy has the same precision and equivalent value
-// ranges as NewHistogram, so merging it into a NewHistogram is lossless; it
-// costs 16 KB when every value is below 2 ms instead of 136 KB for the full
-// 1 µs..60 s range, which keeps a long run's intervals small.
-func compact(h *hdrhistogram.Histogram) *hdrhistogram.Histogram {
-	high := max(h.Max(), 2*HistMinUS)
-	c := hdrhistogram.New(HistMinUS, high, HistSigFig)
-	c.Merge(h)
-	return c
 }

@@ -101,31 +101,14 @@ func latencyOf(h *hdrhistogram.Histogram) Latency {
 		P99MS:   usToMS(h.ValueAtQuantile(99)),
 		P999MS:  usToMS(h.ValueAtQuantile(99.9)),
 		P9999MS: usToMS(h.ValueAtQuantile(99.99)),
-		MaxMS:   usToMS(h.Max()),
+		MaxMS:   usToMS(maxOf(h)),
 	}
 }
 
 func usToMS(us int64) float64 { return float64(us) / 1000 }
 
-// mergedTotals merges every interval of rec into one corrected and one
-// uncorrected histogram.
-func mergedTotals(rec *Recording) (corrected, uncorrected *hdrhistogram.Histogram) {
-	corrected, uncorrected = NewHistogram(), NewHistogram()
-	if rec == nil {
-		return corrected, uncorrected
-	}
-	for _, iv := range rec.Intervals {
-		if iv.Corrected != nil {
-			corrected.Merge(iv.Corrected)
-		}
-		if iv.Uncorrected != nil {
-			uncorrected.Merge(iv.Uncorrected)
-		}
-	}
-	return corrected, uncorrected
-}
-
-// Summarize computes the totals of a recording.
+// Summarize computes the totals of a recording. Percentiles come from the
+// recording's whole-run histograms, counts from its totals and intervals.
 func Summarize(rec *Recording) Summary {
 	s := Summary{Statuses: map[int]int64{}, Errors: map[string]int64{}}
 	if rec == nil {
@@ -141,22 +124,22 @@ func Summarize(rec *Recording) Summary {
 			s.End = iv.End
 			s.InFlightAtEnd = iv.InFlight
 		}
-		for code, n := range iv.Statuses {
-			s.Statuses[code] += n
-			s.Responses += n
-			switch {
-			case code >= 500 && code <= 599:
-				s.ServerErrors += n
-			case code >= 400 && code <= 499:
-				s.ClientErrors += n
-			}
-		}
-		for kind, n := range iv.Errors {
-			s.Errors[kind] += n
-			s.TransportErrors += n
-		}
 		s.LateSends += iv.LateSends
 		s.Sent += iv.Sent
+	}
+	for code, n := range rec.Statuses {
+		s.Statuses[code] += n
+		s.Responses += n
+		switch {
+		case code >= 500 && code <= 599:
+			s.ServerErrors += n
+		case code >= 400 && code <= 499:
+			s.ClientErrors += n
+		}
+	}
+	for kind, n := range rec.Errors {
+		s.Errors[kind] += n
+		s.TransportErrors += n
 	}
 	if s.End.After(s.Start) {
 		s.DurationS = s.End.Sub(s.Start).Seconds()
@@ -170,9 +153,8 @@ func Summarize(rec *Recording) Summary {
 	if completed := s.Responses + s.TransportErrors; completed > 0 {
 		s.FailureRatio = float64(s.Failures) / float64(completed)
 	}
-	corrected, uncorrected := mergedTotals(rec)
-	s.Corrected = latencyOf(corrected)
-	s.Uncorrected = latencyOf(uncorrected)
+	s.Corrected = latencyOf(rec.Corrected)
+	s.Uncorrected = latencyOf(rec.Uncorrected)
 	return s
 }
 
@@ -343,8 +325,10 @@ func writeSummaryJSON(w io.Writer, sum Summary, slo SLO) error {
 }
 
 // WriteReports creates dir and writes into it summary.json (the Summary,
-// the run's meta and the SLO verdict), run.hlog (the HdrHistogram interval
-// log, see WriteHlog) and report.html (see WriteHTML).
+// the run's meta and the SLO verdict) and report.html (see WriteHTML). The
+// third file of a run directory, run.hlog, is not written from a Recording
+// (which holds no per-interval histograms): a run streams it while it runs
+// (Config.Hlog), a merge writes it with WriteHlog.
 func WriteReports(dir string, rec *Recording, slo SLO) error {
 	if rec == nil {
 		return fmt.Errorf("write reports: no recording")
@@ -358,7 +342,6 @@ func WriteReports(dir string, rec *Recording, slo SLO) error {
 		write func(io.Writer) error
 	}{
 		{"summary.json", func(w io.Writer) error { return writeSummaryJSON(w, sum, slo) }},
-		{"run.hlog", func(w io.Writer) error { return WriteHlog(w, rec) }},
 		{"report.html", func(w io.Writer) error { return writeHTML(w, rec, sum, slo) }},
 	}
 	for _, f := range files {

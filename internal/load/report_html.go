@@ -297,7 +297,7 @@ func (c *chartView) logTicks(ticks []float64, sy func(float64) px) {
 
 // timeSpan returns the offset of an interval's middle from the start of
 // the recording, in seconds, and the recording's length.
-func timeSpan(sum Summary, iv Interval) (mid, length float64) {
+func timeSpan(sum Summary, iv IntervalStats) (mid, length float64) {
 	mid = iv.Start.Sub(sum.Start).Seconds() + iv.End.Sub(iv.Start).Seconds()/2
 	return mid, sum.End.Sub(sum.Start).Seconds()
 }
@@ -308,12 +308,17 @@ func latencyOverTimeChart(rec *Recording, sum Summary) chartView {
 		"time since start of recording", "latency")
 	type line struct {
 		name, class string
-		pct         float64
+		value       func(Percentiles) int64
 		uncorrected bool
 	}
-	lines := []line{{"p50", "s-p50", 50, false}, {"p90", "s-p90", 90, false}, {"p99", "s-p99", 99, false}, {"max", "s-max", 100, false}}
+	lines := []line{
+		{"p50", "s-p50", func(p Percentiles) int64 { return p.P50 }, false},
+		{"p90", "s-p90", func(p Percentiles) int64 { return p.P90 }, false},
+		{"p99", "s-p99", func(p Percentiles) int64 { return p.P99 }, false},
+		{"max", "s-max", func(p Percentiles) int64 { return p.Max }, false},
+	}
 	if sum.Meta.Model != "closed" {
-		lines = append(lines, line{"p99 uncorrected", "s-unc", 99, true})
+		lines = append(lines, line{"p99 uncorrected", "s-unc", func(p Percentiles) int64 { return p.P99 }, true})
 	}
 	pts := make([][]point, len(lines))
 	minV, maxV := math.Inf(1), 0.0
@@ -322,13 +327,13 @@ func latencyOverTimeChart(rec *Recording, sum Summary) chartView {
 		mid, length := timeSpan(sum, iv)
 		span = length
 		for i, l := range lines {
-			h := iv.Corrected
+			p := iv.Corrected
 			if l.uncorrected {
-				h = iv.Uncorrected
+				p = iv.Uncorrected
 			}
 			y := math.NaN()
-			if h != nil && h.TotalCount() > 0 {
-				y = math.Max(usToMS(valueAt(h, l.pct)), 0.001)
+			if p.Count > 0 {
+				y = math.Max(usToMS(l.value(p)), 0.001)
 				minV, maxV = math.Min(minV, y), math.Max(maxV, y)
 			}
 			pts[i] = append(pts[i], point{mid, y})
@@ -361,16 +366,7 @@ func throughputChart(rec *Recording, sum Summary) chartView {
 		if secs <= 0 {
 			continue
 		}
-		var n, e int64
-		for code, k := range iv.Statuses {
-			n += k
-			if code >= 500 && code <= 599 {
-				e += k
-			}
-		}
-		for _, k := range iv.Errors {
-			e += k
-		}
+		n, e := iv.Responses, iv.ServerErrors+iv.TransportErrors
 		r, er := float64(n)/secs, float64(e)/secs
 		resp = append(resp, point{mid, r})
 		errs = append(errs, point{mid, er})
@@ -410,8 +406,8 @@ func spectrumChart(rec *Recording, sum Summary) chartView {
 	c := newChart("percentile-spectrum", "Percentile spectrum",
 		"Latency at each percentile of the whole recording; the x axis counts nines, the y axis is log scale.",
 		"percentile", "latency")
-	corrected, uncorrected := mergedTotals(rec)
-	if corrected.TotalCount() == 0 && uncorrected.TotalCount() == 0 {
+	corrected, uncorrected := rec.Corrected, rec.Uncorrected
+	if corrected == nil || uncorrected == nil || corrected.TotalCount() == 0 && uncorrected.TotalCount() == 0 {
 		c.Empty = true
 		return c
 	}
@@ -459,14 +455,6 @@ func spectrumChart(rec *Recording, sum Summary) chartView {
 		c.addSeries(l.name, l.class, l.pts, sx, sy)
 	}
 	return c
-}
-
-// valueAt returns the value at a percentile, 100 meaning the maximum.
-func valueAt(h *hdrhistogram.Histogram, pct float64) int64 {
-	if pct >= 100 {
-		return h.Max()
-	}
-	return h.ValueAtQuantile(pct)
 }
 
 var reportTemplate = template.Must(template.New("report").Parse(reportHTML))

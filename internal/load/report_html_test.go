@@ -103,10 +103,10 @@ func TestHTMLReportWellFormed(t *testing.T) {
 }
 
 func TestHTMLReportEscapes(t *testing.T) {
-	rec := syntheticRecording(t)
-	rec.Meta.Scenario = `<script>alert("x")</script>`
-	rec.Intervals[0].Errors[`"><img src=x>`] = 1
-	html := renderHTML(t, rec, "")
+	log := syntheticLog(t)
+	log.Meta.Scenario = `<script>alert("x")</script>`
+	log.Intervals[0].Errors[`"><img src=x>`] = 1
+	html := renderHTML(t, recordingOf(t, log), "")
 	if strings.Contains(html, "<script>") || strings.Contains(html, "<img") {
 		t.Error("meta and error kinds are not escaped")
 	}

@@ -61,6 +61,12 @@ type Config struct {
 	// Progress, if set, is called after every interval (warm-up included)
 	// from a single goroutine. The Interval's histograms must not be kept.
 	Progress func(Progress)
+	// Hlog, if set, receives the run's interval log (run.hlog): the header
+	// when the run starts, then each measured interval as it closes, so
+	// that the run keeps no interval's histograms beyond its second. A
+	// write error does not stop the run: the writer keeps it (HlogWriter.Err)
+	// and writes nothing more.
+	Hlog *HlogWriter
 }
 
 // Progress is what Config.Progress receives once per interval.
@@ -160,7 +166,10 @@ func CheckTarget(ctx context.Context, target string, timeout time.Duration) erro
 	return nil
 }
 
-// Run performs a run and returns its recording, warm-up excluded. When ctx
+// Run performs a run and returns its recording, warm-up excluded: the
+// whole-run histograms and per-interval stats, memory that does not grow
+// with the run beyond about 200 bytes a second (the intervals' histograms
+// go to Config.Hlog as they close, or nowhere). When ctx
 // is cancelled the run stops early: requests in flight are given up to the
 // timeout to complete, and the recording up to that point is returned with
 // ctx's error.

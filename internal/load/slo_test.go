@@ -180,23 +180,23 @@ func TestSLOCheck(t *testing.T) {
 
 func TestSLOCheckOnSummarizedRun(t *testing.T) {
 	// A 4xx storm is not an error; a 5xx is.
-	rec := &Recording{Meta: Meta{Model: "open", TargetRate: 10}}
+	log := &Log{Meta: Meta{Model: "open", TargetRate: 10}}
 	iv := Interval{Start: reportTestStart, End: reportTestStart.Add(1e9), Corrected: NewHistogram(), Uncorrected: NewHistogram(),
 		Statuses: map[int]int64{200: 2, 404: 8}}
 	for range 10 {
 		mustRecord(t, iv.Corrected, 1000)
 		mustRecord(t, iv.Uncorrected, 1000)
 	}
-	rec.Intervals = []Interval{iv}
+	log.Intervals = []Interval{iv}
 	slo, err := ParseSLO("errors<=0,rate>=1,p99<=1ms")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ok, failures := slo.Check(Summarize(rec)); !ok {
+	if ok, failures := slo.Check(Summarize(recordingOf(t, log))); !ok {
 		t.Errorf("4xx counted as errors? %q", failures)
 	}
-	rec.Intervals[0].Statuses[500] = 1
-	if ok, _ := slo.Check(Summarize(rec)); ok {
+	log.Intervals[0].Statuses[500] = 1
+	if ok, _ := slo.Check(Summarize(recordingOf(t, log))); ok {
 		t.Error("a 500 passed errors<=0")
 	}
 }
