@@ -34,33 +34,44 @@ type FetchFunc[K comparable, V any] func(ctx context.Context, keys []K, found fu
 // such deadline and answers every lookup due by then, queued or in a running
 // batch, with EUNAVAILABLE. Callers whose context can be cancelled
 // (Done() != nil) may also leave at once.
+//
+// Get blocks its caller until the answer is in. Submit is the same lookup
+// for callers that must not block (an event loop): it only queues the
+// lookup, and the goroutine that ran its batch (or the sweeper) hands the
+// answer to a shop.Reply. Both kinds of caller share the queue and the
+// batches.
 type Coalescer[K comparable, V any] struct {
 	fetch        FetchFunc[K, V]
+	notFound     func(K) error // Submit's answer for a key without a row
 	maxBatch     int
 	maxInFlight  int
 	batchTimeout time.Duration
 
 	mu      sync.Mutex
 	queue   []*call[K, V]
-	running [][]*call[K, V] // the batches being queried, oldest first
-	ends    []time.Time     // when each running batch times out at the latest
-	sweeper *time.Timer     // nil until first needed
-	sweepAt time.Time       // when the sweeper fires; zero: not armed
+	running []*batch[K, V] // the batches being queried, oldest first
+	ends    []time.Time    // when each running batch times out at the latest
+	sweeper *time.Timer    // nil until first needed
+	sweepAt time.Time      // when the sweeper fires; zero: not armed
+	late    []*call[K, V]  // Submit calls expired under mu, replied to once it is released
 
-	calls sync.Pool // *call[K, V], recycled only after an answer from its batch
+	calls       sync.Pool // *call[K, V], recycled only after an answer from its batch
+	freeBatches sync.Pool // *batch[K, V], recycled once answered and no longer running
 
 	batches atomic.Int64
 	lookups atomic.Int64
 }
 
-// call is one caller's lookup, its answer and the channel that hands the
-// answer over. Whoever answers first (its batch, the sweeper, the queue's
-// expiry) wins answered; only the winner writes err and signals done. val
-// and found are written by the batch while it reads rows, and read by the
-// caller only when the batch was the one to answer.
+// call is one caller's lookup, its answer and how the answer is handed
+// over: the done channel for Get, r for Submit. Whoever answers first (its
+// batch, the sweeper, the queue's expiry) wins answered; only the winner
+// writes err and signals done or calls r. val and found are written by the
+// batch while it reads rows, and read only when the batch was the one to
+// answer.
 type call[K comparable, V any] struct {
 	key      K
-	deadline time.Time // zero: none
+	deadline time.Time     // zero: none
+	r        shop.Reply[V] // nil: a Get caller waits on done
 	val      V
 	found    bool
 	err      error
@@ -68,14 +79,50 @@ type call[K comparable, V any] struct {
 	done     chan struct{} // buffered: delivery never blocks on an absent caller
 }
 
-// answer hands err (nil: val and found are set) to the caller unless
-// someone answered first, and reports whether it did.
+// batch is the calls of one query and their distinct keys. Batches are
+// pooled with their closures, which are bound once: a batch costs no
+// allocation but its context.
+type batch[K comparable, V any] struct {
+	calls []*call[K, V]
+	keys  []K
+	found func(K, V) // hands a row to every call of the batch with its key
+	loop  func()     // c.loop(this batch), for a go statement without a closure
+}
+
+func (c *Coalescer[K, V]) newBatch() *batch[K, V] {
+	if b, _ := c.freeBatches.Get().(*batch[K, V]); b != nil {
+		return b
+	}
+	b := &batch[K, V]{}
+	b.found = func(k K, v V) {
+		for _, cl := range b.calls {
+			if cl.key == k {
+				cl.val, cl.found = v, true
+			}
+		}
+	}
+	b.loop = func() { c.loop(b) }
+	return b
+}
+
+func (c *Coalescer[K, V]) freeBatch(b *batch[K, V]) {
+	clear(b.calls)
+	clear(b.keys)
+	b.calls, b.keys = b.calls[:0], b.keys[:0]
+	c.freeBatches.Put(b)
+}
+
+// answer records err (nil: val and found are set) unless someone answered
+// first, and reports whether it did. A Get caller is woken at once; a
+// Submit call's reply is left to the winner, which calls it outside c.mu.
 func (cl *call[K, V]) answer(err error) bool {
 	if !cl.answered.CompareAndSwap(false, true) {
 		return false
 	}
 	cl.err = err
-	cl.done <- struct{}{}
+	if cl.r == nil {
+		cl.done <- struct{}{}
+	}
 	return true
 }
 
@@ -92,35 +139,57 @@ func NewCoalescer[K comparable, V any](maxBatch, maxInFlight int, batchTimeout t
 	return &Coalescer[K, V]{fetch: fetch, maxBatch: maxBatch, maxInFlight: maxInFlight, batchTimeout: batchTimeout}
 }
 
-// Get looks key up. found is false when no row exists. When ctx ends first,
-// Get returns ctx's error at once and the batch carries on for the others.
-func (c *Coalescer[K, V]) Get(ctx context.Context, key K) (val V, found bool, err error) {
+// WithNotFound sets the error Submit answers for a key without a row (Get
+// reports found=false instead), and returns c. Call it before the first
+// lookup.
+func (c *Coalescer[K, V]) WithNotFound(f func(K) error) *Coalescer[K, V] {
+	c.notFound = f
+	return c
+}
+
+func (c *Coalescer[K, V]) missing(key K) error {
+	if c.notFound != nil {
+		return c.notFound(key)
+	}
+	return shop.Errorf(shop.ENOTFOUND, "%v not found", key)
+}
+
+// newCall takes a call from the pool. A call goes back only once its own
+// batch has answered it: a call answered by anyone else may still be
+// written to by its batch.
+func (c *Coalescer[K, V]) newCall() *call[K, V] {
 	cl, _ := c.calls.Get().(*call[K, V])
 	if cl == nil {
 		cl = &call[K, V]{done: make(chan struct{}, 1)}
 	}
+	return cl
+}
+
+// Get looks key up. found is false when no row exists. When ctx ends first,
+// Get returns ctx's error at once and the batch carries on for the others.
+func (c *Coalescer[K, V]) Get(ctx context.Context, key K) (val V, found bool, err error) {
+	cl := c.newCall()
 	deadline, _ := ctx.Deadline()
 	c.lookups.Add(1)
 
 	c.mu.Lock()
-	// Set under the lock: the sweeper may still see this call in the batch
-	// that answered its previous use.
+	// Set under the lock, where the sweeper reads them.
 	cl.key, cl.deadline = key, deadline
 	c.queue = append(c.queue, cl)
-	var batch []*call[K, V]
+	var b *batch[K, V]
 	if len(c.running) < c.maxInFlight {
-		batch = c.startLocked()
+		b = c.startLocked()
 	} else if !cl.deadline.IsZero() && cl.deadline.Before(c.ends[0]) {
 		// Every slot is busy until at most ends[0]: this lookup may still
 		// be queued at its deadline.
 		c.sweepByLocked(cl.deadline)
 	}
-	c.mu.Unlock()
+	c.unlockAndReply()
 
-	if len(batch) > 0 {
+	if b != nil {
 		// Run the batch on this goroutine: at low load it holds only this
 		// lookup, and no hand-off to another goroutine is needed.
-		c.run(batch)
+		c.run(b)
 	}
 
 	var zero V
@@ -152,31 +221,71 @@ func (c *Coalescer[K, V]) Get(ctx context.Context, key K) (val V, found bool, er
 	return val, found, err
 }
 
+// Submit looks key up like Get, without blocking: it queues the lookup and
+// returns. r receives exactly once what Get would have found: the row, the
+// WithNotFound error when there is none, the batch's (translated) error, or
+// EUNAVAILABLE at deadline (zero: none). r runs on the goroutine that ran
+// the batch, or on the sweeper's, never on Submit's caller and never with
+// c.mu held.
+//
+// When a batch slot is free the batch starts on a new goroutine rather
+// than on a persistent worker: on the 2-core machine this was measured on,
+// waking a parked worker cost 360-410 ns against 425-445 ns for a new
+// goroutine, once per batch, not per lookup; workers would need a Close
+// and, for the next batch's query to overlap with this batch's replies,
+// one more worker than batch slots.
+func (c *Coalescer[K, V]) Submit(key K, deadline time.Time, r shop.Reply[V]) {
+	cl := c.newCall()
+	c.lookups.Add(1)
+
+	c.mu.Lock()
+	cl.key, cl.deadline, cl.r = key, deadline, r
+	c.queue = append(c.queue, cl)
+	var b *batch[K, V]
+	if len(c.running) < c.maxInFlight {
+		b = c.startLocked()
+	} else if !deadline.IsZero() && deadline.Before(c.ends[0]) {
+		c.sweepByLocked(deadline)
+	}
+	late := c.late
+	c.late = nil
+	c.mu.Unlock()
+
+	if len(late) > 0 {
+		// Expired on the way in (this lookup among them, when its
+		// deadline had passed): replies never run on the caller.
+		go c.replyLate(late)
+	}
+	if b != nil {
+		go b.loop()
+	}
+}
+
 // errQueueTimeout answers lookups whose deadline passed while they waited
 // for a batch slot or for their batch.
 var errQueueTimeout = shop.Errorf(shop.EUNAVAILABLE, "database busy, retry later")
 
 // startLocked takes the next batch off the queue and registers it as
 // running; nil when the queue holds no live lookup.
-func (c *Coalescer[K, V]) startLocked() []*call[K, V] {
+func (c *Coalescer[K, V]) startLocked() *batch[K, V] {
 	now := time.Now()
-	batch := c.takeLocked(now)
-	if len(batch) == 0 {
+	b := c.takeLocked(now)
+	if b == nil {
 		return nil
 	}
 	end := now.Add(c.batchTimeout)
-	c.running = append(c.running, batch)
+	c.running = append(c.running, b)
 	c.ends = append(c.ends, end)
 	// Lookups of this batch, or still queued behind it, that are due
 	// before it must end get the sweeper. FIFO order makes the first of
 	// each the earliest (the HTTP layer gives every request the same
 	// timeout); the sweeper re-checks everything anyway.
-	for _, first := range []*call[K, V]{batch[0], c.headLocked()} {
+	for _, first := range []*call[K, V]{b.calls[0], c.headLocked()} {
 		if first != nil && !first.deadline.IsZero() && first.deadline.Before(end) {
 			c.sweepByLocked(first.deadline)
 		}
 	}
-	return batch
+	return b
 }
 
 func (c *Coalescer[K, V]) headLocked() *call[K, V] {
@@ -187,9 +296,9 @@ func (c *Coalescer[K, V]) headLocked() *call[K, V] {
 }
 
 // finishLocked unregisters a batch that has been answered.
-func (c *Coalescer[K, V]) finishLocked(batch []*call[K, V]) {
+func (c *Coalescer[K, V]) finishLocked(b *batch[K, V]) {
 	for i := range c.running {
-		if &c.running[i][0] == &batch[0] {
+		if c.running[i] == b {
 			c.running = append(c.running[:i], c.running[i+1:]...)
 			c.ends = append(c.ends[:i], c.ends[i+1:]...)
 			return
@@ -199,28 +308,59 @@ func (c *Coalescer[K, V]) finishLocked(batch []*call[K, V]) {
 
 // takeLocked removes up to maxBatch live calls from the head of the queue,
 // answering calls whose deadline has passed instead of querying for them.
-// An empty batch means the queue is empty.
-func (c *Coalescer[K, V]) takeLocked(now time.Time) []*call[K, V] {
+// nil means the queue is empty.
+func (c *Coalescer[K, V]) takeLocked(now time.Time) *batch[K, V] {
 	n := 0
-	batch := make([]*call[K, V], 0, min(len(c.queue), c.maxBatch))
+	b := c.newBatch()
 	for _, cl := range c.queue {
-		if len(batch) == c.maxBatch {
+		if len(b.calls) == c.maxBatch {
 			break
 		}
 		n++
 		if !cl.deadline.IsZero() && now.After(cl.deadline) {
-			cl.answer(errQueueTimeout)
+			c.expireLocked(cl)
 			continue
 		}
 		if cl.answered.Load() {
 			continue // expired by the sweeper, or its caller left
 		}
-		batch = append(batch, cl)
+		b.calls = append(b.calls, cl)
 	}
 	rest := copy(c.queue, c.queue[n:])
 	clear(c.queue[rest:])
 	c.queue = c.queue[:rest]
-	return batch
+	if len(b.calls) == 0 {
+		c.freeBatch(b)
+		return nil
+	}
+	return b
+}
+
+// expireLocked answers cl EUNAVAILABLE unless someone answered first. A
+// Submit call's reply is only queued in c.late: it runs once c.mu is
+// released.
+func (c *Coalescer[K, V]) expireLocked(cl *call[K, V]) {
+	if r := cl.r; cl.answer(errQueueTimeout) && r != nil {
+		c.late = append(c.late, cl)
+	}
+}
+
+// unlockAndReply releases c.mu, then replies to the Submit calls that
+// expired while it was held.
+func (c *Coalescer[K, V]) unlockAndReply() {
+	late := c.late
+	c.late = nil
+	c.mu.Unlock()
+	c.replyLate(late)
+}
+
+// replyLate replies to expired Submit calls. They are not recycled: their
+// batch may still write to them.
+func (c *Coalescer[K, V]) replyLate(late []*call[K, V]) {
+	var zero V
+	for _, cl := range late {
+		cl.r.Reply(zero, errQueueTimeout)
+	}
 }
 
 // sweepByLocked makes sure the sweeper runs no later than at.
@@ -242,7 +382,7 @@ func (c *Coalescer[K, V]) sweepByLocked(at time.Time) {
 // before its batch (or the batch it waits for) ends.
 func (c *Coalescer[K, V]) sweep() {
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	defer c.unlockAndReply()
 	now := time.Now()
 	c.sweepAt = time.Time{}
 	var next time.Time
@@ -251,15 +391,15 @@ func (c *Coalescer[K, V]) sweep() {
 			return
 		}
 		if !now.Before(cl.deadline) {
-			cl.answer(errQueueTimeout)
+			c.expireLocked(cl)
 			return
 		}
 		if cl.deadline.Before(end) && (next.IsZero() || cl.deadline.Before(next)) {
 			next = cl.deadline
 		}
 	}
-	for i, batch := range c.running {
-		for _, cl := range batch {
+	for i, b := range c.running {
+		for _, cl := range b.calls {
 			consider(cl, c.ends[i])
 		}
 	}
@@ -273,64 +413,103 @@ func (c *Coalescer[K, V]) sweep() {
 	}
 }
 
-// run executes batch, then keeps the slot busy with whatever queued up
-// meanwhile: the follow-up batch runs on a new goroutine so this caller can
-// answer its own request right away.
-func (c *Coalescer[K, V]) run(batch []*call[K, V]) {
-	c.execute(batch)
+// run executes b on the caller of Get, then keeps the slot busy with
+// whatever queued up meanwhile: the follow-up batch runs on a new goroutine
+// so this caller can answer its own request right away.
+func (c *Coalescer[K, V]) run(b *batch[K, V]) {
+	if next := c.runOne(b); next != nil {
+		go next.loop()
+	}
+}
+
+func (c *Coalescer[K, V]) loop(b *batch[K, V]) {
+	for b != nil {
+		b = c.runOne(b)
+	}
+}
+
+// runOne queries for b, frees its slot for the next batch and answers b.
+// It returns that next batch for the caller to run, or nil when there is
+// none or it already runs on a goroutine of its own.
+//
+// The slot is freed before anyone is answered, so a call is never
+// recycled while the sweeper can still see it in c.running. A batch of Get
+// calls only wakes its callers, which is cheap: the next batch then runs
+// on this goroutine. A batch with Submit calls has replies to make, each
+// of which may write to a socket: the next batch runs on a new goroutine,
+// so that its round trip to PostgreSQL overlaps with those replies.
+func (c *Coalescer[K, V]) runOne(b *batch[K, V]) *batch[K, V] {
+	replies, err := c.execute(b)
+	next := c.next(b)
+	if replies && next != nil {
+		go next.loop()
+		next = nil
+	}
+	c.answerAll(b, err)
+	c.freeBatch(b)
+	return next
+}
+
+// next unregisters b, whose query is over, and takes the batch that runs
+// in its slot next (nil: none).
+func (c *Coalescer[K, V]) next(b *batch[K, V]) *batch[K, V] {
 	c.mu.Lock()
-	c.finishLocked(batch)
+	c.finishLocked(b)
 	next := c.startLocked()
-	c.mu.Unlock()
-	if len(next) > 0 {
-		go c.loop(next)
-	}
+	c.unlockAndReply()
+	return next
 }
 
-func (c *Coalescer[K, V]) loop(batch []*call[K, V]) {
-	for len(batch) > 0 {
-		c.execute(batch)
-		c.mu.Lock()
-		c.finishLocked(batch)
-		batch = c.startLocked()
-		c.mu.Unlock()
-	}
-}
-
-// execute runs one query for the distinct keys of batch and hands every
-// call its answer. A failure the connection caused (not the query) is
+// execute runs one query for the distinct keys of b, leaving each call's
+// row in val and found, and returns whether b holds Submit calls and the
+// (translated) error. A failure the connection caused (not the query) is
 // retried once: reads are idempotent and pgxpool discards the broken
 // connection, so the retry runs on a fresh one.
-func (c *Coalescer[K, V]) execute(batch []*call[K, V]) {
+func (c *Coalescer[K, V]) execute(b *batch[K, V]) (replies bool, err error) {
 	c.batches.Add(1)
-	keys := make([]K, 0, len(batch))
-	for _, cl := range batch {
-		if !containsKey(keys, cl.key) {
-			keys = append(keys, cl.key)
-		}
-	}
-	found := func(k K, v V) {
-		for _, cl := range batch {
-			if cl.key == k {
-				cl.val, cl.found = v, true
-			}
+	for _, cl := range b.calls {
+		replies = replies || cl.r != nil
+		if !containsKey(b.keys, cl.key) {
+			b.keys = append(b.keys, cl.key)
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.batchTimeout)
-	err := c.fetch(ctx, keys, found)
+	err = c.fetch(ctx, b.keys, b.found)
 	if err != nil && retryable(ctx, err) {
 		var zero V
-		for _, cl := range batch {
+		for _, cl := range b.calls {
 			cl.val, cl.found = zero, false
 		}
-		err = c.fetch(ctx, keys, found)
+		err = c.fetch(ctx, b.keys, b.found)
 	}
 	cancel()
-	if err != nil {
-		err = translate(err)
-	}
-	for _, cl := range batch {
-		cl.answer(err)
+	return replies, translate(err)
+}
+
+// answerAll hands every call of b that nobody answered first its row, or
+// err. Get callers are woken; Submit calls are replied to here, on the
+// batch's goroutine, and recycled: b is no longer in c.running, so nothing
+// else refers to them.
+func (c *Coalescer[K, V]) answerAll(b *batch[K, V], err error) {
+	var zero V
+	for _, cl := range b.calls {
+		// r is read before answering: a woken Get caller may recycle
+		// its call at once.
+		r := cl.r
+		if !cl.answer(err) || r == nil {
+			continue
+		}
+		v, rerr := cl.val, err
+		if rerr == nil && !cl.found {
+			rerr = c.missing(cl.key)
+		}
+		if rerr != nil {
+			v = zero
+		}
+		cl.r, cl.val, cl.found, cl.err = nil, zero, false, nil
+		cl.answered.Store(false)
+		c.calls.Put(cl)
+		r.Reply(v, rerr)
 	}
 }
 

@@ -3,6 +3,8 @@ package postgres
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -351,4 +353,320 @@ func TestCoalescerDeadlinesUnderChurn(t *testing.T) {
 	if expired.Load() == 0 || expired.Load() == 64*60 {
 		t.Logf("expired %d of %d (the mix is meant to have both)", expired.Load(), 64*60)
 	}
+}
+
+// onceReply is a shop.Reply for one Submit: it passes the answer on and
+// fails the test when called a second time.
+type onceReply[V any] struct {
+	t     testing.TB
+	calls atomic.Int32
+	got   chan answered[V]
+}
+
+type answered[V any] struct {
+	v   V
+	err error
+	at  time.Time
+}
+
+func newOnceReply[V any](t testing.TB) *onceReply[V] {
+	return &onceReply[V]{t: t, got: make(chan answered[V], 2)}
+}
+
+func (r *onceReply[V]) Reply(v V, err error) {
+	if n := r.calls.Add(1); n > 1 {
+		r.t.Errorf("reply called %d times, the last with %v, %v", n, v, err)
+		return
+	}
+	r.got <- answered[V]{v, err, time.Now()}
+}
+
+func (r *onceReply[V]) wait(t testing.TB, what string) answered[V] {
+	t.Helper()
+	select {
+	case a := <-r.got:
+		return a
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s: no reply", what)
+		panic("unreachable")
+	}
+}
+
+// TestCoalescerSubmitNeverBlocks: Submit returns while the query it
+// started is still running, and each lookup gets its row, or the
+// WithNotFound error, exactly once.
+func TestCoalescerSubmitNeverBlocks(t *testing.T) {
+	release := make(chan struct{})
+	fetch := func(ctx context.Context, keys []int64, found func(int64, int64)) error {
+		<-release
+		for _, k := range keys {
+			if k%10 != 0 {
+				found(k, k*100)
+			}
+		}
+		return nil
+	}
+	notFound := errors.New("no such key")
+	c := NewCoalescer[int64, int64](16, 1, time.Second, fetch).
+		WithNotFound(func(int64) error { return notFound })
+	replies := map[int64]*onceReply[int64]{}
+	submitted := make(chan struct{})
+	go func() {
+		defer close(submitted)
+		for _, k := range []int64{1, 2, 10, 2} {
+			r := newOnceReply[int64](t)
+			replies[k] = r
+			c.Submit(k, time.Time{}, r)
+		}
+	}()
+	select {
+	case <-submitted:
+	case <-time.After(5 * time.Second):
+		close(release)
+		t.Fatal("Submit waited for the query")
+	}
+	close(release)
+	for _, k := range []int64{1, 2, 10} {
+		a := replies[k].wait(t, fmt.Sprint("key ", k))
+		switch {
+		case k == 10 && a.err != notFound:
+			t.Errorf("missing key: %v, %v; want the not-found error", a.v, a.err)
+		case k != 10 && (a.err != nil || a.v != k*100):
+			t.Errorf("key %d: %v, %v", k, a.v, a.err)
+		}
+	}
+	// Both lookups of key 2 were answered; one more Get proves nothing hangs.
+	if v, ok, err := c.Get(context.Background(), 3); err != nil || !ok || v != 300 {
+		t.Errorf("Get after Submit: %v %v %v", v, ok, err)
+	}
+}
+
+// TestCoalescerSubmitDueInSlowBatch: a submitted lookup inside a batch that
+// outlasts its deadline is answered EUNAVAILABLE at about that deadline;
+// the batch's own answer, when it comes, does not reach the reply again,
+// and the other lookup of the batch still gets its row.
+func TestCoalescerSubmitDueInSlowBatch(t *testing.T) {
+	release, started := make(chan struct{}), make(chan struct{}, 2)
+	fetch := func(ctx context.Context, keys []int64, found func(int64, int)) error {
+		started <- struct{}{}
+		<-release
+		for _, k := range keys {
+			found(k, int(k)*10)
+		}
+		return nil
+	}
+	c := NewCoalescer[int64, int](16, 1, time.Minute, fetch)
+	first, due, other := newOnceReply[int](t), newOnceReply[int](t), newOnceReply[int](t)
+	c.Submit(1, time.Time{}, first) // holds the slot while the next two queue
+	<-started
+	deadline := time.Now().Add(300 * time.Millisecond)
+	c.Submit(2, deadline, due)
+	c.Submit(3, time.Time{}, other)
+	release <- struct{}{} // first batch done; 2 and 3 now run together
+	<-started
+	if a := first.wait(t, "first lookup"); a.err != nil || a.v != 10 {
+		t.Errorf("first lookup: %v, %v", a.v, a.err)
+	}
+	a := due.wait(t, "due lookup")
+	if shop.ErrorCode(a.err) != shop.EUNAVAILABLE {
+		t.Fatalf("due lookup: %v, %v; want unavailable", a.v, a.err)
+	}
+	if late := a.at.Sub(deadline); late < 0 || late > 2*time.Second {
+		t.Errorf("due lookup answered %v after its deadline", late)
+	}
+	close(release)
+	if a := other.wait(t, "other lookup"); a.err != nil || a.v != 30 {
+		t.Errorf("the other lookup of the batch: %v, %v; want 30", a.v, a.err)
+	}
+	// The batch answered 2 before 3: had it reached the reply again, that
+	// would have happened by now.
+	if n := due.calls.Load(); n != 1 {
+		t.Errorf("due lookup's reply called %d times", n)
+	}
+}
+
+// TestCoalescerSubmitPastDeadline: a lookup submitted past its deadline is
+// answered EUNAVAILABLE without a query, and not on the submitting
+// goroutine (Submit returns before the reply, which waits for it).
+func TestCoalescerSubmitPastDeadline(t *testing.T) {
+	var asked atomic.Int64
+	fetch := func(ctx context.Context, keys []int64, found func(int64, int)) error {
+		asked.Add(int64(len(keys)))
+		return nil
+	}
+	c := NewCoalescer[int64, int](16, 1, time.Second, fetch)
+	returned := make(chan struct{})
+	got := make(chan error, 1)
+	c.Submit(1, time.Now().Add(-time.Millisecond), replyFunc[int](func(v int, err error) {
+		<-returned // deadlocks if called by Submit itself
+		got <- err
+	}))
+	close(returned)
+	select {
+	case err := <-got:
+		if shop.ErrorCode(err) != shop.EUNAVAILABLE {
+			t.Errorf("expired lookup: %v, want unavailable", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no reply")
+	}
+	if asked.Load() != 0 {
+		t.Errorf("the database was asked for %d keys", asked.Load())
+	}
+}
+
+type replyFunc[V any] func(V, error)
+
+func (f replyFunc[V]) Reply(v V, err error) { f(v, err) }
+
+// TestCoalescerReplyRunsWithoutLock: a reply that calls Submit and Get on
+// its own coalescer must not deadlock, whether the reply comes from a
+// batch, from the sweeper or from the expiry of a queued lookup.
+func TestCoalescerReplyRunsWithoutLock(t *testing.T) {
+	release := make(chan struct{})
+	fetch := func(ctx context.Context, keys []int64, found func(int64, int64)) error {
+		if slices.Contains(keys, 4) {
+			<-release // a slow batch holds one slot; the other serves the reply
+		}
+		for _, k := range keys {
+			found(k, k)
+		}
+		return nil
+	}
+	c := NewCoalescer[int64, int64](16, 2, time.Minute, fetch)
+	done := make(chan string, 3)
+	// reenter looks up another key both ways from inside the reply.
+	reenter := func(name string, key int64) shop.Reply[int64] {
+		return replyFunc[int64](func(int64, error) {
+			inner := newOnceReply[int64](t)
+			c.Submit(key+1000, time.Time{}, inner)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if _, _, err := c.Get(ctx, key+2000); err != nil {
+				t.Errorf("%s: Get inside the reply: %v", name, err)
+			}
+			inner.wait(t, name+": Submit inside the reply")
+			done <- name
+		})
+	}
+	expect := func(name string) {
+		t.Helper()
+		select {
+		case got := <-done:
+			if got != name {
+				t.Fatalf("reply %q, want %q", got, name)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: the reply deadlocked", name)
+		}
+	}
+
+	c.Submit(1, time.Time{}, reenter("batch", 1))
+	expect("batch")
+
+	c.Submit(2, time.Now().Add(-time.Millisecond), reenter("expired on submit", 2))
+	expect("expired on submit")
+
+	// A lookup in a slow batch, answered by the sweeper at its deadline.
+	c.Submit(4, time.Now().Add(50*time.Millisecond), reenter("sweeper", 4))
+	expect("sweeper")
+	close(release)
+}
+
+// TestCoalescerGetAndSubmitUnderChurn: Get and Submit callers share one
+// coalescer under short, varied deadlines and a fetch of varied speed.
+// Each gets its own value or EUNAVAILABLE, exactly once; run with -race.
+func TestCoalescerGetAndSubmitUnderChurn(t *testing.T) {
+	var n atomic.Int64
+	fetch := func(ctx context.Context, keys []int64, found func(int64, int64)) error {
+		time.Sleep(time.Duration(n.Add(1)%7) * time.Millisecond)
+		for _, k := range keys {
+			if k%5 != 0 {
+				found(k, -k)
+			}
+		}
+		return nil
+	}
+	c := NewCoalescer[int64, int64](8, 2, time.Second, fetch)
+	check := func(key, v int64, found bool, err error) {
+		switch {
+		case err != nil && shop.ErrorCode(err) != shop.EUNAVAILABLE && !(key%5 == 0 && shop.ErrorCode(err) == shop.ENOTFOUND):
+			t.Errorf("key %d: %v", key, err)
+		case err == nil && (found != (key%5 != 0) || (found && v != -key)):
+			t.Errorf("key %d: got %d %v", key, v, found)
+		}
+	}
+	var wg sync.WaitGroup
+	for g := range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 60 {
+				key := int64(g*1000 + i)
+				deadline := time.Now().Add(time.Duration(1+(g+i)%9) * time.Millisecond)
+				if g%2 == 0 {
+					v, ok, err := c.Get(deadlineOnly{Context: context.Background(), at: deadline}, key)
+					check(key, v, ok, err)
+					continue
+				}
+				r := newOnceReply[int64](t)
+				c.Submit(key, deadline, r)
+				a := r.wait(t, fmt.Sprint("key ", key))
+				check(key, a.v, a.err == nil, a.err)
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		t.Fatal("lookups hung")
+	}
+}
+
+// benchReply lets an event loop keep up to cap(window) lookups in flight.
+type benchReply struct {
+	window chan struct{}
+	bad    atomic.Bool
+}
+
+func (r *benchReply) Reply(v int64, err error) {
+	if err != nil || v <= 0 {
+		r.bad.Store(true)
+	}
+	<-r.window
+}
+
+// BenchmarkCoalescerSubmit is BenchmarkCoalescer for Submit: each
+// goroutine plays an event loop with up to 64 lookups in flight. A lookup
+// allocates nothing; what allocs/op shows is the batch's context (four
+// allocations per batch) spread over lookups/batch.
+func BenchmarkCoalescerSubmit(b *testing.B) {
+	fetch := func(ctx context.Context, keys []int64, found func(int64, int64)) error {
+		for _, k := range keys {
+			found(k, k)
+		}
+		return nil
+	}
+	c := NewCoalescer[int64, int64](128, 4, time.Second, fetch)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		r := &benchReply{window: make(chan struct{}, 64)}
+		deadline := time.Now().Add(time.Minute)
+		var k int64
+		for pb.Next() {
+			k++
+			r.window <- struct{}{}
+			c.Submit(k, deadline, r)
+		}
+		for range cap(r.window) {
+			r.window <- struct{}{} // every lookup answered
+		}
+		if r.bad.Load() {
+			b.Error("a lookup got a wrong answer")
+		}
+	})
+	lookups, batches := c.Stats()
+	b.ReportMetric(float64(lookups)/float64(batches), "lookups/batch")
 }

@@ -152,9 +152,12 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*DB, error) {
 	if cfg.BatchMode == "pipeline" {
 		fetchUsers = db.fetchUsersPipelined
 	}
-	db.users = NewCoalescer(cfg.MaxBatch, cfg.BatchesInFlight, db.batchTimeout(), fetchUsers)
-	db.products = NewCoalescer(cfg.MaxBatch, cfg.BatchesInFlight, db.batchTimeout(), db.fetchProducts)
-	db.inventory = NewCoalescer(cfg.MaxBatch, cfg.BatchesInFlight, db.batchTimeout(), db.fetchStock)
+	db.users = NewCoalescer(cfg.MaxBatch, cfg.BatchesInFlight, db.batchTimeout(), fetchUsers).
+		WithNotFound(errUserNotFound)
+	db.products = NewCoalescer(cfg.MaxBatch, cfg.BatchesInFlight, db.batchTimeout(), db.fetchProducts).
+		WithNotFound(errProductNotFound)
+	db.inventory = NewCoalescer(cfg.MaxBatch, cfg.BatchesInFlight, db.batchTimeout(), db.fetchStock).
+		WithNotFound(errProductNotFound)
 
 	pingCtx, cancel := context.WithTimeout(ctx, pc.ConnConfig.ConnectTimeout+time.Second)
 	defer cancel()
@@ -191,6 +194,21 @@ func (db *DB) Ping(ctx context.Context) error {
 // statement timeout, whatever deadline the caller brought.
 func (db *DB) withAcquireDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, db.batchTimeout())
+}
+
+// goLookup is the uncoalesced asynchronous lookup: the synchronous one on
+// a goroutine of its own, under a context that ends at deadline (zero:
+// none), its answer handed to r.
+func goLookup[V any](deadline time.Time, r shop.Reply[V], lookup func(context.Context) (V, error)) {
+	go func() {
+		ctx := context.Background()
+		if !deadline.IsZero() {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(ctx, deadline)
+			defer cancel()
+		}
+		r.Reply(lookup(ctx))
+	}()
 }
 
 // batchTimeout bounds one query including the wait for a connection; the

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -44,9 +45,18 @@ func (db *DB) Stock(ctx context.Context, productID int64) (shop.Stock, error) {
 		return shop.Stock{}, translate(err)
 	}
 	if !found {
-		return shop.Stock{}, shop.Errorf(shop.ENOTFOUND, "product %d not found", productID)
+		return shop.Stock{}, errProductNotFound(productID)
 	}
 	return s, nil
+}
+
+// StockAsync implements shop.InventoryService.
+func (db *DB) StockAsync(productID int64, deadline time.Time, r shop.Reply[shop.Stock]) {
+	if db.cfg.Coalesce {
+		db.inventory.Submit(productID, deadline, r)
+		return
+	}
+	goLookup(deadline, r, func(ctx context.Context) (shop.Stock, error) { return db.Stock(ctx, productID) })
 }
 
 // stockByID is the uncoalesced lookup: one query per call.

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -35,9 +36,24 @@ func (db *DB) Product(ctx context.Context, id int64) (shop.Product, error) {
 		return shop.Product{}, translate(err)
 	}
 	if !found {
-		return shop.Product{}, shop.Errorf(shop.ENOTFOUND, "product %d not found", id)
+		return shop.Product{}, errProductNotFound(id)
 	}
 	return p, nil
+}
+
+// ProductAsync implements shop.ProductService.
+func (db *DB) ProductAsync(id int64, deadline time.Time, r shop.Reply[shop.Product]) {
+	if db.cfg.Coalesce {
+		db.products.Submit(id, deadline, r)
+		return
+	}
+	goLookup(deadline, r, func(ctx context.Context) (shop.Product, error) { return db.Product(ctx, id) })
+}
+
+// errProductNotFound is also the answer for the stock of a product that
+// does not exist.
+func errProductNotFound(id int64) error {
+	return shop.Errorf(shop.ENOTFOUND, "product %d not found", id)
 }
 
 // ProductBySKU implements shop.ProductService. SKU lookups are rare next to

@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -31,9 +32,22 @@ func (db *DB) User(ctx context.Context, id int64) (shop.User, error) {
 		return shop.User{}, translate(err)
 	}
 	if !found {
-		return shop.User{}, shop.Errorf(shop.ENOTFOUND, "user %d not found", id)
+		return shop.User{}, errUserNotFound(id)
 	}
 	return u, nil
+}
+
+// UserAsync implements shop.UserService.
+func (db *DB) UserAsync(id int64, deadline time.Time, r shop.Reply[shop.User]) {
+	if db.cfg.Coalesce {
+		db.users.Submit(id, deadline, r)
+		return
+	}
+	goLookup(deadline, r, func(ctx context.Context) (shop.User, error) { return db.User(ctx, id) })
+}
+
+func errUserNotFound(id int64) error {
+	return shop.Errorf(shop.ENOTFOUND, "user %d not found", id)
 }
 
 // userByID is the uncoalesced lookup: one query per call. (Kept apart from

@@ -60,16 +60,35 @@ func (s Stock) Available() int64 {
 	return n
 }
 
+// Reply receives the answer to an asynchronous lookup: exactly once, on a
+// goroutine of the service (never the caller's), with the same value and
+// error the synchronous method would have returned. It must not block for
+// long (writing a response to a socket is fine) and must not call back into
+// the same service synchronously.
+type Reply[V any] interface{ Reply(v V, err error) }
+
 // UserService looks up user profiles.
 type UserService interface {
 	// User returns the live user with the given id, or an ENOTFOUND error.
 	User(ctx context.Context, id int64) (User, error)
+	// UserAsync is User for callers that must not block, such as an event
+	// loop: it returns at once and hands r what User would have returned
+	// (ENOTFOUND with the same message, errors translated the same way),
+	// or EUNAVAILABLE at deadline (zero: none). The caller's goroutine is
+	// never blocked on the database.
+	UserAsync(id int64, deadline time.Time, r Reply[User])
 }
 
 // ProductService looks up products.
 type ProductService interface {
 	// Product returns the live product with the given id, or ENOTFOUND.
 	Product(ctx context.Context, id int64) (Product, error)
+	// ProductAsync is Product for callers that must not block: it returns
+	// at once and hands r what Product would have returned (ENOTFOUND with
+	// the same message, errors translated the same way), or EUNAVAILABLE
+	// at deadline (zero: none). The caller's goroutine is never blocked on
+	// the database.
+	ProductAsync(id int64, deadline time.Time, r Reply[Product])
 	// ProductBySKU returns the live product with the given SKU, or ENOTFOUND.
 	ProductBySKU(ctx context.Context, sku string) (Product, error)
 	// Products returns the live products among ids, in the order of ids
@@ -83,6 +102,12 @@ type InventoryService interface {
 	// Stock returns the per-warehouse stock of a live product, or ENOTFOUND
 	// when the product does not exist or is deleted.
 	Stock(ctx context.Context, productID int64) (Stock, error)
+	// StockAsync is Stock for callers that must not block: it returns at
+	// once and hands r what Stock would have returned (ENOTFOUND with the
+	// same message, errors translated the same way), or EUNAVAILABLE at
+	// deadline (zero: none). The caller's goroutine is never blocked on the
+	// database.
+	StockAsync(productID int64, deadline time.Time, r Reply[Stock])
 }
 
 // HealthChecker reports whether the backing store can serve requests.
