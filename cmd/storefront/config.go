@@ -124,7 +124,7 @@ func bindServeFlags(fs *flag.FlagSet, c *Config) {
 	fs.BoolVar(&c.HTTP.Shed, "shed", c.HTTP.Shed, "overload protection: refuse database-backed requests over an adaptive in-flight limit at once with 503 + Retry-After")
 	fs.IntVar(&c.HTTP.ShedMaxInFlight, "shed-max-inflight", c.HTTP.ShedMaxInFlight, "where the adaptive in-flight limit starts, and its ceiling")
 	fs.IntVar(&c.HTTP.AccessLogEvery, "access-log-every", c.HTTP.AccessLogEvery, "log one request in N (0: no access log)")
-	fs.BoolVar(&c.HTTP.ReduceIdleMemory, "reduce-idle-memory", c.HTTP.ReduceIdleMemory, "release the buffers of idle keep-alive connections: about half the memory per idle connection, for about 8 µs more CPU per request")
+	fs.IntVar(&c.HTTP.EventLoops, "event-loops", c.HTTP.EventLoops, "event loops serving client connections (0: one per CPU)")
 	fs.BoolVar(&c.HTTP.StaticRoute, "bench-static-route", c.HTTP.StaticRoute, "serve GET /_bench/static, an in-memory response for benchmarks (never on in production)")
 }
 

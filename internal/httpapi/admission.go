@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/valyala/fasthttp"
 )
 
 // Admission control for the database-backed routes: an adaptive limit on
@@ -217,28 +216,6 @@ func (a *admission) update(now time.Time) {
 	}
 	a.cur = math.Min(math.Max(a.cur*g+1, admissionMinLimit), a.maxLimit)
 	a.limit.Store(int64(a.cur))
-}
-
-// admit is called at the start of every route. For a database-backed one
-// it returns false after answering 503 when the request is refused;
-// otherwise the caller must call s.admitted(ctx, start) once the response
-// is written.
-func (s *Server) admit(ctx *fasthttp.RequestCtx, r route) (start time.Time, ok bool) {
-	if s.adm == nil || !usesDatabase(r) {
-		return time.Time{}, true
-	}
-	if !s.adm.acquire() {
-		s.writeError(ctx, fasthttp.StatusServiceUnavailable, "server overloaded, retry later")
-		return time.Time{}, false
-	}
-	return time.Now(), true
-}
-
-// admitted releases a request admit let in.
-func (s *Server) admitted(ctx *fasthttp.RequestCtx, start time.Time) {
-	if !start.IsZero() {
-		s.adm.release(start, ctx.Response.StatusCode() < 500)
-	}
 }
 
 func usesDatabase(r route) bool {

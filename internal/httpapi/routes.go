@@ -5,8 +5,7 @@ import (
 	"context"
 	"time"
 
-	"github.com/valyala/fasthttp"
-
+	"storefront/internal/evhttp"
 	"storefront/internal/shop"
 )
 
@@ -33,36 +32,80 @@ var (
 	readinessDeadline = time.Second
 )
 
-// handle is the whole public API: route on the path by hand (no router
-// framework, nothing allocated), check the method, call the domain, encode.
-func (s *Server) handle(ctx *fasthttp.RequestCtx) {
-	start := time.Now()
-	s.metrics.inFlight.Add(1)
-	s.setRequestID(ctx)
+// handler adapts the Server to the event loops' interface.
+type handler struct{ s *Server }
 
-	route, param := matchRoute(ctx.Path(), s.cfg.StaticRoute)
+// exchange is the API's side of one connection's current request; it
+// lives in the evhttp.Exchange's State and is reused for the connection's
+// next request, so serving a request allocates nothing.
+type exchange struct {
+	s        *Server
+	x        *evhttp.Exchange
+	route    route
+	start    time.Time
+	admitted time.Time // when admission control let the request in; zero: it did not take part
+	rid      []byte    // the response's request id
+}
+
+func (h handler) exchange(x *evhttp.Exchange) *exchange {
+	e, _ := x.State.(*exchange)
+	if e == nil {
+		e = &exchange{s: h.s, x: x}
+		x.State = e
+	}
+	e.start = time.Now()
+	e.route = routeUnknown
+	e.admitted = time.Time{}
+	h.s.metrics.inFlight.Add(1)
+	return e
+}
+
+// Serve is the whole public API: route on the path by hand (no router
+// framework, nothing allocated), check the method, then answer at once
+// (static routes, bad input), hand a point lookup to the domain's
+// asynchronous service, whose reply writes the response, or run a
+// blocking query on its own goroutine. It runs on an event loop and never
+// blocks.
+func (h handler) Serve(x *evhttp.Exchange) {
+	e := h.exchange(x)
+	e.setRequestID(x.RequestID())
+	route, param := matchRoute(x.Path(), h.s.cfg.StaticRoute)
+	e.route = route
 	switch {
 	case route == routeUnknown:
-		s.writeError(ctx, fasthttp.StatusNotFound, "no such route")
-	case !ctx.IsGet() && !ctx.IsHead():
-		ctx.Response.Header.SetBytesKV(headerAllow, allowGetHead)
-		s.writeError(ctx, fasthttp.StatusMethodNotAllowed, "method not allowed; use GET or HEAD")
+		e.writeError(statusNotFound, "no such route")
+	case !x.IsGet() && !x.IsHead():
+		x.AddHeader(headerAllow, allowGetHead)
+		e.writeError(statusMethodNotAllowed, "method not allowed; use GET or HEAD")
 	default:
-		s.serveRoute(ctx, route, param)
+		e.serveRoute(route, param)
 	}
+}
 
-	if s.closing.Load() {
-		ctx.SetConnectionClose()
+// Refuse answers what the event loop could not read as a request, in the
+// same error model as every other failure.
+func (h handler) Refuse(x *evhttp.Exchange, status int, reason string) {
+	e := h.exchange(x)
+	e.setRequestID(nil)
+	e.writeError(status, reason)
+}
+
+// finish records the request and sends its response. The exchange belongs
+// to the connection's next request as soon as Respond returns.
+func (e *exchange) finish(status int, body []byte) {
+	s := e.s
+	if !e.admitted.IsZero() {
+		s.adm.release(e.admitted, status < 500)
 	}
-	status := ctx.Response.StatusCode()
-	elapsed := time.Since(start)
-	s.metrics.observe(route, status, elapsed)
+	elapsed := time.Since(e.start)
+	s.metrics.observe(e.route, status, elapsed)
 	s.metrics.inFlight.Add(-1)
 	if n := s.cfg.AccessLogEvery; n > 0 && s.reqSeq.Add(1)%uint64(n) == 0 {
-		s.logger.Info("request", "request_id", string(ctx.Response.Header.PeekBytes(headerRequestID)),
-			"method", string(ctx.Method()), "path", string(ctx.Path()), "status", status,
-			"duration_ms", float64(elapsed.Microseconds())/1000, "remote", ctx.RemoteAddr().String())
+		s.logger.Info("request", "request_id", string(e.rid), "method", string(e.x.Method()),
+			"path", string(e.x.Path()), "status", status,
+			"duration_ms", float64(elapsed.Microseconds())/1000, "remote", e.x.RemoteAddr())
 	}
+	e.x.Respond(status, contentTypeJSON, body)
 }
 
 // matchRoute maps a path to a route and its parameter (id or SKU).
@@ -88,96 +131,137 @@ func matchRoute(path []byte, static bool) (route, []byte) {
 	return routeUnknown, nil
 }
 
-func (s *Server) serveRoute(ctx *fasthttp.RequestCtx, r route, param []byte) {
-	admittedAt, ok := s.admit(ctx, r)
-	if !ok {
-		return
+func (e *exchange) serveRoute(r route, param []byte) {
+	s := e.s
+	if s.adm != nil && usesDatabase(r) {
+		if !s.adm.acquire() {
+			e.writeError(statusServiceUnavailable, "server overloaded, retry later")
+			return
+		}
+		e.admitted = time.Now()
 	}
-	defer s.admitted(ctx, admittedAt)
 	switch r {
 	case routeHealthz:
-		s.writeJSON(ctx, bodyHealthy)
+		e.finish(statusOK, bodyHealthy)
 		return
 	case routeReadyz:
-		s.serveReadyz(ctx)
+		if s.draining.Load() {
+			e.writeError(statusServiceUnavailable, "shutting down")
+			return
+		}
+		go e.serveReadyz()
 		return
 	case routeStatic:
-		s.writeJSON(ctx, s.static)
+		e.finish(statusOK, s.static)
 		return
 	case routeProducts:
-		s.serveProducts(ctx)
+		raw, ok := e.x.QueryArg("ids")
+		if !ok {
+			e.fail(shop.Errorf(shop.EINVALID, "query parameter ids is required, e.g. /products?ids=1,2,3"))
+			return
+		}
+		ids, err := parseIDList(raw)
+		if err != nil {
+			e.fail(err)
+			return
+		}
+		go e.serveProducts(ids)
 		return
 	case routeProductBySKU:
-		s.serveProductBySKU(ctx, param)
+		if !validSKU(param) {
+			e.fail(shop.Errorf(shop.EINVALID, "SKU must be 1-%d characters of UTF-8 text without '/'", maxSKULen))
+			return
+		}
+		go e.serveProductBySKU(string(param))
 		return
 	}
 
 	id, err := parseID(param)
 	if err != nil {
-		s.fail(ctx, err)
+		e.fail(err)
 		return
 	}
-	buf := s.bufs.get()
-	defer s.bufs.put(buf)
-	rctx := s.requestContext(buf)
+	deadline := e.start.Add(s.cfg.RequestTimeout)
 	switch r {
 	case routeUser:
-		u, err := s.svc.Users.User(rctx, id)
-		if err != nil {
-			s.fail(ctx, err)
-			return
-		}
-		buf.b = appendUser(buf.b[:0], &u)
+		s.svc.Users.UserAsync(id, deadline, userReply{e})
 	case routeProduct:
-		p, err := s.svc.Products.Product(rctx, id)
-		if err != nil {
-			s.fail(ctx, err)
-			return
-		}
-		buf.b = appendProduct(buf.b[:0], &p)
+		s.svc.Products.ProductAsync(id, deadline, productReply{e})
 	case routeInventory:
-		st, err := s.svc.Inventory.Stock(rctx, id)
-		if err != nil {
-			s.fail(ctx, err)
-			return
-		}
-		buf.b = appendStock(buf.b[:0], &st)
+		s.svc.Inventory.StockAsync(id, deadline, stockReply{e})
 	}
-	s.writeJSON(ctx, buf.b)
 }
 
-func (s *Server) serveProductBySKU(ctx *fasthttp.RequestCtx, sku []byte) {
-	if !validSKU(sku) {
-		s.fail(ctx, shop.Errorf(shop.EINVALID, "SKU must be 1-%d characters of UTF-8 text without '/'", maxSKULen))
-		return
-	}
-	buf := s.bufs.get()
-	defer s.bufs.put(buf)
-	p, err := s.svc.Products.ProductBySKU(s.requestContext(buf), string(sku))
+// The replies of the asynchronous lookups: each writes the response on the
+// goroutine that has the answer. (One-pointer structs: passing them as an
+// interface allocates nothing.)
+type (
+	userReply    struct{ e *exchange }
+	productReply struct{ e *exchange }
+	stockReply   struct{ e *exchange }
+)
+
+func (r userReply) Reply(u shop.User, err error) {
 	if err != nil {
-		s.fail(ctx, err)
+		r.e.fail(err)
 		return
 	}
+	buf := r.e.s.bufs.get()
+	buf.b = appendUser(buf.b[:0], &u)
+	r.e.finish(statusOK, buf.b)
+	r.e.s.bufs.put(buf)
+}
+
+func (r productReply) Reply(p shop.Product, err error) {
+	if err != nil {
+		r.e.fail(err)
+		return
+	}
+	buf := r.e.s.bufs.get()
 	buf.b = appendProduct(buf.b[:0], &p)
-	s.writeJSON(ctx, buf.b)
+	r.e.finish(statusOK, buf.b)
+	r.e.s.bufs.put(buf)
 }
 
-func (s *Server) serveProducts(ctx *fasthttp.RequestCtx) {
-	args := ctx.QueryArgs()
-	if !args.Has("ids") {
-		s.fail(ctx, shop.Errorf(shop.EINVALID, "query parameter ids is required, e.g. /products?ids=1,2,3"))
+func (r stockReply) Reply(st shop.Stock, err error) {
+	if err != nil {
+		r.e.fail(err)
 		return
 	}
-	ids, err := parseIDList(args.PeekBytes(argIDs))
+	buf := r.e.s.bufs.get()
+	buf.b = appendStock(buf.b[:0], &st)
+	r.e.finish(statusOK, buf.b)
+	r.e.s.bufs.put(buf)
+}
+
+// requestContext is the context of a blocking lookup: the request's
+// deadline.
+func (e *exchange) requestContext() (context.Context, context.CancelFunc) {
+	return context.WithDeadline(context.Background(), e.start.Add(e.s.cfg.RequestTimeout))
+}
+
+// serveProductBySKU runs on its own goroutine: the lookup blocks.
+func (e *exchange) serveProductBySKU(sku string) {
+	ctx, cancel := e.requestContext()
+	defer cancel()
+	p, err := e.s.svc.Products.ProductBySKU(ctx, sku)
 	if err != nil {
-		s.fail(ctx, err)
+		e.fail(err)
 		return
 	}
-	buf := s.bufs.get()
-	defer s.bufs.put(buf)
-	ps, err := s.svc.Products.Products(s.requestContext(buf), ids)
+	buf := e.s.bufs.get()
+	buf.b = appendProduct(buf.b[:0], &p)
+	e.finish(statusOK, buf.b)
+	e.s.bufs.put(buf)
+}
+
+// serveProducts runs on its own goroutine: the lookup blocks.
+func (e *exchange) serveProducts(ids []int64) {
+	ctx, cancel := e.requestContext()
+	defer cancel()
+	ps, err := e.s.svc.Products.Products(ctx, ids)
 	if err != nil {
-		s.fail(ctx, err)
+		e.fail(err)
 		return
 	}
 	var missing []int64
@@ -186,37 +270,31 @@ func (s *Server) serveProducts(ctx *fasthttp.RequestCtx) {
 			missing = append(missing, id)
 		}
 	}
+	buf := e.s.bufs.get()
 	buf.b = appendProducts(buf.b[:0], ps, missing)
-	s.writeJSON(ctx, buf.b)
+	e.finish(statusOK, buf.b)
+	e.s.bufs.put(buf)
 }
 
-func (s *Server) serveReadyz(ctx *fasthttp.RequestCtx) {
-	if s.draining.Load() {
-		s.writeError(ctx, fasthttp.StatusServiceUnavailable, "shutting down")
-		return
-	}
-	rctx, cancel := context.WithTimeout(context.Background(), readinessDeadline)
+// serveReadyz runs on its own goroutine: the ping blocks.
+func (e *exchange) serveReadyz() {
+	ctx, cancel := context.WithTimeout(context.Background(), readinessDeadline)
 	defer cancel()
-	if err := s.svc.Health.Ping(rctx); err != nil {
-		s.fail(ctx, shop.Wrap(shop.EUNAVAILABLE, "database unreachable", err))
+	if err := e.s.svc.Health.Ping(ctx); err != nil {
+		e.fail(shop.Wrap(shop.EUNAVAILABLE, "database unreachable", err))
 		return
 	}
-	s.writeJSON(ctx, bodyReady)
+	e.finish(statusOK, bodyReady)
 }
 
 // setRequestID echoes a well-formed caller id or generates one.
-func (s *Server) setRequestID(ctx *fasthttp.RequestCtx) {
-	if id := ctx.Request.Header.PeekBytes(headerRequestID); validRequestID(id) {
-		ctx.Response.Header.SetBytesKV(headerRequestID, id)
-		return
+func (e *exchange) setRequestID(id []byte) {
+	if validRequestID(id) {
+		e.rid = append(e.rid[:0], id...)
+	} else {
+		e.rid = e.s.ids.appendNext(e.rid[:0])
 	}
-	var scratch [48]byte
-	ctx.Response.Header.SetBytesKV(headerRequestID, s.ids.appendNext(scratch[:0]))
-}
-
-func (s *Server) writeJSON(ctx *fasthttp.RequestCtx, body []byte) {
-	ctx.SetContentTypeBytes(contentTypeJSON)
-	ctx.SetBody(body)
+	e.x.AddHeader(headerRequestID, e.rid)
 }
 
 func containsProduct(ps []shop.Product, id int64) bool {

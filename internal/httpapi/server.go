@@ -1,7 +1,7 @@
-// Package httpapi is storefront's HTTP room: the public fasthttp listener,
-// routing, request ids, id parsing, JSON encoding, and the single mapping
-// from domain errors to HTTP statuses. It also serves the admin listener
-// (metrics, pprof) with net/http.
+// Package httpapi is storefront's HTTP room: the public listener (on the
+// evhttp event loops), routing, request ids, id parsing, JSON encoding, and
+// the single mapping from domain errors to HTTP statuses. It also serves
+// the admin listener (metrics, pprof) with net/http.
 package httpapi
 
 import (
@@ -14,8 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/valyala/fasthttp"
-
+	"storefront/internal/evhttp"
 	"storefront/internal/shop"
 )
 
@@ -28,10 +27,9 @@ type Config struct {
 	MaxHeaderBytes int           // larger request headers get 431
 	MaxBodyBytes   int           // larger request bodies get 413
 	MaxConns       int           // concurrent connections served; more are refused
-	// ReduceIdleMemory releases a keep-alive connection's buffers while it
-	// waits for its next request: 10,000 idle connections then cost about
-	// half the memory, for one extra small read per request.
-	ReduceIdleMemory bool
+	// EventLoops is the number of event loops serving connections; 0 means
+	// one per CPU (GOMAXPROCS).
+	EventLoops int
 	// StaticRoute enables GET /_bench/static, an in-memory JSON response of
 	// the same size as a user, used to measure the HTTP cost alone.
 	StaticRoute bool
@@ -57,12 +55,6 @@ func DefaultConfig() Config {
 		MaxHeaderBytes: 8 << 10,
 		MaxBodyBytes:   4 << 10,
 		MaxConns:       20000,
-		// Off: releasing an idle connection's buffers costs an extra read
-		// and deadline per request, about 8 µs of CPU on the 2-core bench
-		// machine (49k vs 32k static responses/s). Turn it on for many
-		// mostly idle connections: 10,000 idle keep-alive connections take
-		// about 120 MB RSS with it, 230 MB without (bench/README.md).
-		ReduceIdleMemory: false,
 
 		Shed:            true,
 		ShedMaxInFlight: 1024,
@@ -84,6 +76,7 @@ func (c Config) Validate() error {
 	check(c.MaxHeaderBytes >= 1024, "max header bytes must be >= 1024")
 	check(c.MaxBodyBytes >= 0, "max body bytes must be >= 0")
 	check(c.MaxConns > 0, "max connections must be > 0")
+	check(c.EventLoops >= 0, "event loops must be >= 0")
 	check(c.AccessLogEvery >= 0, "access log sampling must be >= 0")
 	check(!c.Shed || c.ShedMaxInFlight >= admissionMinLimit, fmt.Sprintf("shed max in-flight must be >= %d", admissionMinLimit))
 	return errors.Join(errs...)
@@ -104,12 +97,10 @@ type Server struct {
 	logger  *slog.Logger
 	metrics *Metrics
 	ids     *requestIDs
-	http    *fasthttp.Server
+	http    *evhttp.Server
 
 	bufs     bufPool
 	draining atomic.Bool
-	closing  atomic.Bool // listener closed: every response says Connection: close
-	ln       atomic.Pointer[onceCloseListener]
 	adm      *admission // nil when shedding is off
 	reqSeq   atomic.Uint64
 	static   []byte
@@ -129,37 +120,23 @@ func New(cfg Config, svc Services, logger *slog.Logger, metrics *Metrics) *Serve
 	}
 	s.static = appendUser(nil, &shop.User{ID: 424242, Username: "static.user42", Email: "static.user42@example.com",
 		LastActive: time.Unix(1795785518, 160000000)})
-	s.http = &fasthttp.Server{
-		Handler:      s.handle,
-		ErrorHandler: s.handleParseError,
-		Name:         "storefront",
-		// ReadBufferSize bounds the request line plus headers.
-		ReadBufferSize:        cfg.MaxHeaderBytes,
-		ReadTimeout:           cfg.ReadTimeout,
-		WriteTimeout:          cfg.WriteTimeout,
-		IdleTimeout:           cfg.IdleTimeout,
-		MaxRequestBodySize:    cfg.MaxBodyBytes,
-		Concurrency:           cfg.MaxConns,
-		NoDefaultServerHeader: true,
-		NoDefaultContentType:  true,
-		CloseOnShutdown:       true,
-		TCPKeepalive:          true,
-		ReduceMemoryUsage:     cfg.ReduceIdleMemory,
-		Logger:                fasthttpLogger{logger},
-	}
+	s.http = evhttp.NewServer(evhttp.Config{
+		MaxHeaderBytes: cfg.MaxHeaderBytes,
+		MaxBodyBytes:   cfg.MaxBodyBytes,
+		ReadTimeout:    cfg.ReadTimeout,
+		WriteTimeout:   cfg.WriteTimeout,
+		IdleTimeout:    cfg.IdleTimeout,
+		MaxConns:       cfg.MaxConns,
+		Loops:          cfg.EventLoops,
+		CloseGrace:     idleCloseGrace,
+	}, handler{s})
 	return s
 }
 
 // Serve accepts connections on ln until Shutdown. It returns nil after a
 // clean shutdown.
 func (s *Server) Serve(ln net.Listener) error {
-	oln := &onceCloseListener{Listener: ln}
-	s.ln.Store(oln)
-	err := s.http.Serve(oln)
-	if err != nil && s.draining.Load() {
-		return nil
-	}
-	return err
+	return s.http.Serve(ln)
 }
 
 // StartDraining makes /readyz answer 503 so load balancers stop sending new
@@ -170,41 +147,17 @@ func (s *Server) StartDraining() { s.draining.Store(true) }
 // then closes every connection. See shutdown.go for the order.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.StartDraining()
-	s.closeListener(ctx)
-	if err := s.http.ShutdownWithContext(ctx); err != nil {
+	if err := s.http.Shutdown(ctx); err != nil {
 		return fmt.Errorf("drain deadline passed with requests in flight: %w", err)
 	}
 	return nil
 }
 
-// handleParseError answers requests fasthttp could not read, in the same
-// error model as every other failure.
-func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
-	s.setRequestID(ctx)
-	var small *fasthttp.ErrSmallBuffer
-	var netErr net.Error
-	switch {
-	case errors.As(err, &small):
-		s.writeError(ctx, fasthttp.StatusRequestHeaderFieldsTooLarge, "request headers too large")
-	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		s.writeError(ctx, fasthttp.StatusRequestEntityTooLarge, "request body too large")
-	case errors.As(err, &netErr) && netErr.Timeout():
-		s.writeError(ctx, fasthttp.StatusRequestTimeout, "request not received in time")
-	default:
-		s.writeError(ctx, fasthttp.StatusBadRequest, "malformed HTTP request")
-	}
-	s.metrics.observe(routeUnknown, ctx.Response.StatusCode(), 0)
-}
-
 // bufPool recycles encode buffers.
 type bufPool struct{ p sync.Pool }
 
-// buffer is one request's scratch space: the encode buffer and the
-// context carrying its deadline.
-type buffer struct {
-	b    []byte
-	rctx requestContext
-}
+// buffer is one response's encode buffer.
+type buffer struct{ b []byte }
 
 func (p *bufPool) get() *buffer {
 	if b, ok := p.p.Get().(*buffer); ok {
@@ -217,11 +170,4 @@ func (p *bufPool) put(b *buffer) {
 	if cap(b.b) <= 64<<10 { // do not keep rare huge buffers alive
 		p.p.Put(b)
 	}
-}
-
-// fasthttpLogger routes fasthttp's own messages into slog.
-type fasthttpLogger struct{ l *slog.Logger }
-
-func (f fasthttpLogger) Printf(format string, args ...any) {
-	f.l.Warn(fmt.Sprintf(format, args...), "component", "http")
 }

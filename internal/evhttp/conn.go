@@ -1,0 +1,396 @@
+//go:build linux
+
+package evhttp
+
+import (
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+const (
+	// lingerTimeout bounds how long a connection closing after an error
+	// response waits for its client to stop sending: closing a socket with
+	// unread bytes makes the kernel send a reset, which can destroy the
+	// response before the client has read it.
+	lingerTimeout = time.Second
+	lingerMax     = 1 << 20 // bytes discarded at most while lingering
+)
+
+// conn is one client connection. Its state is guarded by mu: the loop
+// reads and parses under it, and the goroutine answering a request writes
+// the response under it. The handler itself runs without it.
+type conn struct {
+	srv    *Server
+	loop   *loop
+	fd     int
+	remote net.Addr
+
+	// deadline is when the connection's current wait times out (monotonic
+	// nanoseconds since the server's epoch; 0: none, while a request is
+	// being served). Atomic so that the loop's sweep can scan it unlocked.
+	deadline atomic.Int64
+
+	mu          sync.Mutex
+	x           Exchange
+	req         request
+	in          *chunk // bytes read and not yet served (a partial request, pipelined ones); nil when none
+	scanFrom    int    // how much of in the head search has covered
+	reqStarted  bool   // in holds the start of a request
+	out         *chunk // response bytes not yet written; nil when none
+	outPos      int
+	busy        bool // a request is being served
+	dispatching bool // the loop is inside the handler: it flushes afterwards
+	readPending bool // bytes may be waiting in the socket (read after the response)
+	closeAfter  bool // close once out is written
+	lingering   bool // half-closed, discarding input until the client closes
+	lingered    int
+	closed      bool
+}
+
+// onReadable serves what the socket has, unless a request is in progress.
+func (c *conn) onReadable(l *loop) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.closed:
+		return
+	case c.lingering:
+		c.lingerLocked(l)
+		return
+	case c.busy || c.closeAfter:
+		c.readPending = true
+		return
+	}
+	c.readPending = false
+	if c.in != nil {
+		c.serveBufferedLocked(l)
+	}
+	for !c.closed && !c.busy && !c.closeAfter {
+		n, err := unix.Read(c.fd, l.scratch)
+		if n <= 0 {
+			switch err {
+			case unix.EAGAIN:
+			case unix.EINTR:
+				continue
+			default: // end of stream or a broken connection
+				c.closeLocked()
+				return
+			}
+			break
+		}
+		if c.in != nil {
+			c.in.b = append(c.in.b, l.scratch[:n]...)
+			c.serveBufferedLocked(l)
+		} else {
+			used := c.serveLocked(l, l.scratch[:n])
+			if rest := l.scratch[used:n]; len(rest) > 0 && !c.closed && !c.closeAfter {
+				c.in = c.srv.chunks.get()
+				c.in.b = append(c.in.b, rest...)
+			}
+		}
+		if (c.busy || c.closeAfter) && n == len(l.scratch) {
+			c.readPending = true // the socket may hold more: read it after the response
+		}
+		if n < len(l.scratch) {
+			break // a short read drained the socket; the next bytes bring a new edge
+		}
+	}
+	c.flushLocked(l)
+}
+
+// serveBufferedLocked serves the requests in c.in and keeps the rest.
+func (c *conn) serveBufferedLocked(l *loop) {
+	in := c.in
+	used := c.serveLocked(l, in.b)
+	if c.closed {
+		return // closeLocked dropped in
+	}
+	in.b = in.b[:copy(in.b, in.b[used:])]
+	if len(in.b) == 0 || c.closeAfter {
+		c.srv.chunks.put(in)
+		c.in = nil
+	}
+}
+
+// serveLocked parses and serves the requests at the start of b, one at a
+// time, until one is answered asynchronously, b runs out or the
+// connection is to close. It returns how many bytes it consumed.
+func (c *conn) serveLocked(l *loop, b []byte) int {
+	cfg := &c.srv.cfg
+	used := 0
+	for used < len(b) && !c.busy && !c.closeAfter && !c.closed {
+		rest := b[used:]
+		h := headEnd(rest, c.scanFrom)
+		if h < 0 || h > cfg.MaxHeaderBytes {
+			if len(rest) > cfg.MaxHeaderBytes || h > cfg.MaxHeaderBytes {
+				c.refuseLocked(refuseHeaders)
+				return len(b)
+			}
+			c.scanFrom = len(rest)
+			c.startRequestLocked()
+			return used
+		}
+		c.scanFrom = 0
+		switch st := parseRequest(rest, h, cfg.MaxBodyBytes, &c.req); st {
+		case parsed:
+			c.reqStarted = false
+			c.deadline.Store(0)
+			c.x.load(&c.req)
+			used += c.req.length
+			c.dispatchLocked(false, refusal{})
+		case incomplete:
+			c.startRequestLocked()
+			return used
+		default:
+			c.refuseLocked(refusalOf(st))
+			return len(b)
+		}
+	}
+	return used
+}
+
+// startRequestLocked arms the read timeout when a request starts to arrive.
+func (c *conn) startRequestLocked() {
+	if !c.reqStarted {
+		c.reqStarted = true
+		c.deadline.Store(c.srv.now() + int64(c.srv.cfg.ReadTimeout))
+	}
+}
+
+// refusal is the status and reason a request that cannot be served gets.
+// Bad input is a 4xx, even where RFC 9110 allows a 501 or 505: to a
+// client, both say "fix the request".
+type refusal struct {
+	status int
+	reason string
+}
+
+var (
+	refuseMalformed   = refusal{400, "malformed HTTP request"}
+	refuseVersion     = refusal{400, "HTTP version not supported; use HTTP/1.1"}
+	refuseCoding      = refusal{400, "transfer coding not supported; send Content-Length or chunked"}
+	refuseHeaders     = refusal{431, "request headers too large"}
+	refuseBody        = refusal{413, "request body too large"}
+	refuseSlow        = refusal{408, "request not received in time"}
+	refuseConnections = refusal{503, "too many connections, retry later"}
+)
+
+func refusalOf(st parseStatus) refusal {
+	switch st {
+	case headersTooLarge:
+		return refuseHeaders
+	case bodyTooLarge:
+		return refuseBody
+	case versionUnsupported:
+		return refuseVersion
+	case notImplemented:
+		return refuseCoding
+	default:
+		return refuseMalformed
+	}
+}
+
+// dispatchLocked runs the handler (or, when refuse, the refusal) without
+// the lock. A response given meanwhile is left in out for the caller to
+// flush.
+func (c *conn) dispatchLocked(refuse bool, r refusal) {
+	c.busy = true
+	c.dispatching = true
+	c.mu.Unlock()
+	if refuse {
+		c.srv.handler.Refuse(&c.x, r.status, r.reason)
+	} else {
+		c.srv.handler.Serve(&c.x)
+	}
+	c.mu.Lock()
+	c.dispatching = false
+}
+
+// refuseLocked answers an unusable request with status and closes the
+// connection once the answer is written.
+func (c *conn) refuseLocked(r refusal) {
+	c.x.reset()
+	c.x.close = true
+	c.closeAfter = true // no more requests are read from this connection
+	c.reqStarted = false
+	c.dispatchLocked(true, r)
+	if c.busy { // Refuse must respond before returning
+		c.busy = false
+		c.closeLocked()
+		return
+	}
+	c.flushLocked(c.loop)
+}
+
+// respond queues a response (Exchange.Respond) and, unless the loop is
+// inside the handler and will do it, writes it out.
+func (c *conn) respond(status int, contentType, body []byte) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.busy {
+		return // a second Respond for one request: ignored
+	}
+	c.busy = false
+	if c.closed {
+		c.x.reset()
+		return
+	}
+	closing := c.x.close || c.srv.closing.Load()
+	if c.out == nil {
+		c.out = c.srv.chunks.get()
+	}
+	c.out.b = c.x.appendResponse(c.out.b, status, contentType, body, closing)
+	c.x.reset()
+	if closing {
+		c.closeAfter = true
+	}
+	if c.dispatching {
+		return
+	}
+	c.flushLocked(c.loop)
+	if !c.closed && !c.closeAfter && (c.readPending || c.in != nil) {
+		c.loop.wake(c)
+	}
+}
+
+// flushLocked writes out; what the socket does not take now waits for
+// EPOLLOUT. Once everything is written the connection idles, or closes.
+func (c *conn) flushLocked(l *loop) {
+	if c.closed {
+		return
+	}
+	for c.out != nil && c.outPos < len(c.out.b) {
+		n, err := unix.Write(c.fd, c.out.b[c.outPos:])
+		if n > 0 {
+			c.outPos += n
+			continue
+		}
+		switch err {
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			c.deadline.Store(c.srv.now() + int64(c.srv.cfg.WriteTimeout))
+			return
+		default:
+			c.closeLocked()
+			return
+		}
+	}
+	if c.out != nil {
+		c.srv.chunks.put(c.out)
+		c.out, c.outPos = nil, 0
+	}
+	switch {
+	case c.busy:
+	case c.closeAfter:
+		c.startLingerLocked(l)
+	case c.reqStarted:
+	default:
+		c.deadline.Store(c.srv.now() + int64(c.srv.cfg.IdleTimeout))
+	}
+}
+
+// onWritable resumes a response the socket could not take at once.
+func (c *conn) onWritable(l *loop) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.closed && c.out != nil {
+		c.flushLocked(l)
+		if !c.closed && !c.busy && !c.closeAfter && (c.readPending || c.in != nil) {
+			c.readPending = false
+			c.mu.Unlock()
+			c.onReadable(l)
+			c.mu.Lock()
+		}
+	}
+}
+
+// startLingerLocked half-closes the connection after its last response
+// and waits (up to lingerTimeout) for the client to close its side,
+// discarding what it still sends.
+func (c *conn) startLingerLocked(l *loop) {
+	if c.lingering {
+		return
+	}
+	c.lingering = true
+	_ = unix.Shutdown(c.fd, unix.SHUT_WR)
+	c.deadline.Store(c.srv.now() + int64(lingerTimeout))
+	c.lingerLocked(l)
+}
+
+func (c *conn) lingerLocked(*loop) {
+	var discard [2048]byte
+	for {
+		n, err := unix.Read(c.fd, discard[:])
+		switch {
+		case n > 0:
+			c.lingered += n
+			if c.lingered > lingerMax {
+				c.closeLocked()
+				return
+			}
+		case err == unix.EINTR:
+		case err == unix.EAGAIN:
+			return
+		default: // the client closed, or the connection broke
+			c.closeLocked()
+			return
+		}
+	}
+}
+
+// onDeadline acts on a connection whose deadline the sweep found passed.
+func (c *conn) onDeadline(l *loop, now int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if d := c.deadline.Load(); c.closed || d == 0 || d >= now {
+		return
+	}
+	if c.reqStarted && !c.busy && !c.closeAfter && c.out == nil {
+		c.refuseLocked(refuseSlow)
+		return
+	}
+	c.closeLocked()
+}
+
+// closeLocked closes the connection at once. A request still being served
+// gets its response dropped.
+func (c *conn) closeLocked() {
+	if c.closed {
+		return
+	}
+	c.closed = true
+	c.deadline.Store(0)
+	c.loop.remove(c) // before Close: the number is reused at once
+	_ = unix.Close(c.fd)
+	c.srv.conns.Add(-1)
+	c.out, c.outPos = nil, 0
+	c.in = nil
+}
+
+// chunk is a pooled buffer for a partial request or an unwritten
+// response, so that an idle connection holds none.
+type chunk struct{ b []byte }
+
+const chunkSize = 4096
+
+// chunkPool recycles chunks of chunkSize; larger ones are left to the GC.
+type chunkPool struct{ p sync.Pool }
+
+func (p *chunkPool) get() *chunk {
+	if ch, ok := p.p.Get().(*chunk); ok {
+		return ch
+	}
+	return &chunk{b: make([]byte, 0, chunkSize)}
+}
+
+func (p *chunkPool) put(ch *chunk) {
+	if cap(ch.b) <= 4*chunkSize {
+		ch.b = ch.b[:0]
+		p.p.Put(ch)
+	}
+}

@@ -1,0 +1,324 @@
+//go:build linux
+
+// Package evhttp is storefront's HTTP/1.1 server: a few epoll event loops
+// instead of a goroutine per connection.
+//
+// Why: a goroutine per connection costs its stack and its buffers while
+// the connection idles (about 20 KB with fasthttp, 10,000 idle keep-alive
+// connections took 222 MB), and every request parks and wakes that
+// goroutine twice (once for its bytes, once for its database answer). Here
+// an idle connection is a small struct and a file descriptor; a request is
+// read and parsed on an event loop, and its response may be written by
+// whichever goroutine has the answer (for storefront, the one that ran the
+// coalesced database query), so a request costs no goroutine hand-off at
+// all.
+//
+// Scope: what a JSON lookup API needs, and no more. Requests are served in
+// order on each connection, one at a time (pipelined requests wait their
+// turn); bodies, with Content-Length or chunked, are read and discarded
+// (they are bounded by MaxBodyBytes); responses carry a Content-Length.
+// There is no TLS, no HTTP/2, no upgrade. Linux only.
+package evhttp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Config tunes the server. Zero values are not defaults: use DefaultConfig
+// and change what you need.
+type Config struct {
+	MaxHeaderBytes int           // request line plus headers; more get 431
+	MaxBodyBytes   int           // larger bodies get 413
+	ReadTimeout    time.Duration // from a request's first byte to its last; slower ones get 408
+	WriteTimeout   time.Duration // a response the client does not take in this long closes the connection
+	IdleTimeout    time.Duration // keep-alive connections idle longer are closed
+	MaxConns       int           // more concurrent connections get 503 and are closed
+	// Loops is the number of event loops; 0 means GOMAXPROCS.
+	Loops int
+	// CloseGrace is how long Shutdown lets idle keep-alive connections
+	// bring one more request (answered with Connection: close) before it
+	// closes them.
+	CloseGrace time.Duration
+}
+
+// DefaultConfig returns workable defaults.
+func DefaultConfig() Config {
+	return Config{
+		MaxHeaderBytes: 8 << 10,
+		MaxBodyBytes:   4 << 10,
+		ReadTimeout:    5 * time.Second,
+		WriteTimeout:   5 * time.Second,
+		IdleTimeout:    90 * time.Second,
+		MaxConns:       20000,
+		CloseGrace:     time.Second,
+	}
+}
+
+// Handler serves requests.
+type Handler interface {
+	// Serve answers x by calling x.Respond exactly once, before returning
+	// or later from any goroutine. It runs on an event loop: anything that
+	// blocks (a query, a lock held for long) must happen on another
+	// goroutine, which then responds.
+	Serve(x *Exchange)
+	// Refuse answers a request the server will not serve with status and
+	// a short reason for the client: 400 (malformed, or an HTTP version or
+	// transfer coding it does not speak), 408 (too slow), 413 (body too
+	// large), 431 (headers too large) or 503 (too many connections). x has
+	// no method or path. It must respond before returning; the connection
+	// is closed afterwards.
+	Refuse(x *Exchange, status int, reason string)
+}
+
+// Server is an HTTP/1.1 server on epoll event loops.
+type Server struct {
+	cfg     Config
+	handler Handler
+	epoch   time.Time // the monotonic clock's zero for deadlines
+
+	loops    []*loop
+	next     atomic.Uint32 // round-robin loop choice
+	conns    atomic.Int64  // open connections
+	closing  atomic.Bool   // responses say Connection: close
+	stopping atomic.Bool   // Shutdown has begun
+	stopped  atomic.Bool
+
+	mu sync.Mutex
+	ln net.Listener
+
+	chunks chunkPool
+
+	dateSec atomic.Int64
+	date    atomic.Pointer[[]byte]
+}
+
+// NewServer returns a server; it does not listen yet.
+func NewServer(cfg Config, h Handler) *Server {
+	if cfg.Loops <= 0 {
+		cfg.Loops = runtime.GOMAXPROCS(0)
+	}
+	return &Server{cfg: cfg, handler: h, epoch: time.Now()}
+}
+
+// Conns is the number of open connections.
+func (s *Server) Conns() int { return int(s.conns.Load()) }
+
+// Closing reports whether Shutdown has closed the listener.
+func (s *Server) Closing() bool { return s.closing.Load() }
+
+// now is the monotonic time in nanoseconds since the server was made.
+func (s *Server) now() int64 { return int64(time.Since(s.epoch)) }
+
+// Serve accepts connections on ln, which must be a TCP listener, until the
+// listener is closed. It returns nil when Shutdown closed it.
+//
+// Accepting goes through the Go runtime (ln.Accept); each accepted socket
+// is then duplicated out of its net.Conn into an event loop. That costs a
+// few system calls per connection, not per request.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.ln != nil {
+		s.mu.Unlock()
+		return errors.New("evhttp: Serve called twice")
+	}
+	s.ln = ln
+	if err := s.startLoops(); err != nil {
+		s.mu.Unlock()
+		return err
+	}
+	s.mu.Unlock()
+
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if s.stopping.Load() {
+				return nil
+			}
+			if errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) || errors.Is(err, unix.ENOBUFS) || errors.Is(err, unix.ENOMEM) {
+				time.Sleep(10 * time.Millisecond) // out of descriptors: let some close
+				continue
+			}
+			if errors.Is(err, unix.ECONNABORTED) {
+				continue
+			}
+			return err
+		}
+		fd, err := detach(nc)
+		if err != nil {
+			continue // the connection is closed; its client retries
+		}
+		s.accept(fd, nc.RemoteAddr())
+	}
+}
+
+// detach takes a connection's socket out of the Go runtime: it returns a
+// duplicate descriptor (non-blocking, close-on-exec) and closes nc, which
+// leaves the socket open through the duplicate.
+func detach(nc net.Conn) (int, error) {
+	defer nc.Close()
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return -1, fmt.Errorf("evhttp: connection %T has no file descriptor", nc)
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd, derr := -1, error(nil)
+	if err := raw.Control(func(orig uintptr) {
+		fd, derr = unix.FcntlInt(orig, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil {
+		return -1, err
+	}
+	if derr != nil {
+		return -1, derr
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+// accept sets a new connection up and hands it to a loop.
+func (s *Server) accept(fd int, remote net.Addr) {
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1)
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, 15)
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, 15)
+	l := s.loops[s.next.Add(1)%uint32(len(s.loops))]
+	c := &conn{srv: s, loop: l, fd: fd, remote: remote}
+	c.x.c = c
+	if s.conns.Add(1) > int64(s.cfg.MaxConns) {
+		// Over the limit: answer 503 and close, without a loop.
+		c.mu.Lock()
+		c.refuseLocked(refuseConnections)
+		c.closeLocked() // not in a loop: no lingering
+		c.mu.Unlock()
+		return
+	}
+	c.deadline.Store(s.now() + int64(s.cfg.IdleTimeout))
+	if err := l.add(c); err != nil {
+		c.mu.Lock()
+		c.closeLocked()
+		c.mu.Unlock()
+	}
+}
+
+func (s *Server) startLoops() error {
+	for range s.cfg.Loops {
+		l, err := newLoop(s)
+		if err != nil {
+			for _, l := range s.loops {
+				l.stop()
+			}
+			s.loops = nil
+			return err
+		}
+		s.loops = append(s.loops, l)
+	}
+	for _, l := range s.loops {
+		go l.run()
+	}
+	return nil
+}
+
+// Shutdown closes the listener, then:
+//  1. from then on every response carries Connection: close, and idle
+//     keep-alive connections get CloseGrace to bring one more request
+//     (closing one at once could lose a request its client is sending at
+//     that moment: the client sees the connection close before any byte of
+//     a response, and cannot know whether the request was seen);
+//  2. the connections still idle are closed;
+//  3. requests in flight are answered (their connections close after).
+//
+// When ctx ends first, every connection is closed at once and Shutdown
+// returns an error. The event loops stop in both cases.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopping.Store(true)
+	s.mu.Lock()
+	ln := s.ln
+	s.mu.Unlock()
+	if ln != nil {
+		_ = ln.Close()
+	}
+	// Only now: a client told to close before the listener was closed
+	// could reconnect into the accept queue and be reset with it.
+	s.closing.Store(true)
+	defer s.stopLoops()
+
+	wait := func(d time.Duration) bool { // until no connection is open, d passes or ctx ends
+		timer := time.NewTimer(d)
+		defer timer.Stop()
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for s.conns.Load() > 0 {
+			select {
+			case <-tick.C:
+			case <-timer.C:
+				return false
+			case <-ctx.Done():
+				return false
+			}
+		}
+		return true
+	}
+	if wait(s.cfg.CloseGrace) {
+		return nil
+	}
+	s.eachConn(func(c *conn) {
+		if !c.busy && c.out == nil && !c.lingering {
+			c.closeLocked()
+		}
+	})
+	if wait(time.Hour) {
+		return nil
+	}
+	n := s.conns.Load()
+	s.eachConn(func(c *conn) { c.closeLocked() })
+	return fmt.Errorf("%d connections still open: %w", n, ctx.Err())
+}
+
+// eachConn calls f on every registered connection, with its lock held.
+func (s *Server) eachConn(f func(*conn)) {
+	for _, l := range s.loops {
+		for _, c := range l.snapshot() {
+			c.mu.Lock()
+			if !c.closed {
+				f(c)
+			}
+			c.mu.Unlock()
+		}
+	}
+}
+
+func (s *Server) stopLoops() {
+	if s.stopped.Swap(true) {
+		return
+	}
+	for _, l := range s.loops {
+		l.wakeUp()
+	}
+}
+
+// httpDate returns the Date header's value, made once a second.
+func (s *Server) httpDate() []byte {
+	now := time.Now()
+	if sec := now.Unix(); sec != s.dateSec.Load() || s.date.Load() == nil {
+		d := now.UTC().AppendFormat(make([]byte, 0, 32), "Mon, 02 Jan 2006 15:04:05 GMT")
+		s.date.Store(&d)
+		s.dateSec.Store(sec)
+		return d
+	}
+	return *s.date.Load()
+}

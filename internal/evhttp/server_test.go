@@ -1,0 +1,403 @@
+//go:build linux
+
+package evhttp
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// echo answers /sync/... on the loop, /async/... from another goroutine
+// after a short wait, and echoes the path, the ids query parameter and
+// the request id.
+type echo struct {
+	served atomic.Int64
+	hold   chan struct{} // when not nil, /hold waits for it to close
+}
+
+func (e *echo) Serve(x *Exchange) {
+	e.served.Add(1)
+	ids, hasIDs := x.QueryArg("ids")
+	body := fmt.Sprintf("%s %s ids=%q/%v rid=%q", x.Method(), x.Path(), ids, hasIDs, x.RequestID())
+	x.AddHeader([]byte("X-Test"), []byte("yes"))
+	switch {
+	case strings.HasPrefix(string(x.Path()), "/async"):
+		go func() {
+			time.Sleep(time.Millisecond)
+			x.Respond(200, []byte("text/plain"), []byte(body))
+		}()
+	case strings.HasPrefix(string(x.Path()), "/hold") && e.hold != nil:
+		go func() {
+			<-e.hold
+			x.Respond(200, []byte("text/plain"), []byte(body))
+		}()
+	default:
+		x.Respond(200, []byte("text/plain"), []byte(body))
+	}
+}
+
+func (e *echo) Refuse(x *Exchange, status int, reason string) {
+	x.Respond(status, []byte("text/plain"), []byte("refused "+strconv.Itoa(status)+": "+reason))
+}
+
+func start(t *testing.T, h Handler, tune func(*Config)) (*Server, string) {
+	t.Helper()
+	cfg := DefaultConfig()
+	if tune != nil {
+		tune(&cfg)
+	}
+	s := NewServer(cfg, h)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.Shutdown(ctx); err != nil {
+			t.Errorf("shutdown: %v", err)
+		}
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	return s, ln.Addr().String()
+}
+
+func get(t *testing.T, c *http.Client, url string) (int, string, http.Header) {
+	t.Helper()
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b), resp.Header
+}
+
+func TestKeepAliveSyncAndAsync(t *testing.T) {
+	_, addr := start(t, &echo{}, nil)
+	c := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 1}}
+	for i := range 50 {
+		path := "/sync/" + strconv.Itoa(i)
+		if i%2 == 1 {
+			path = "/async/" + strconv.Itoa(i)
+		}
+		status, body, hdr := get(t, c, "http://"+addr+path+"?ids=1%2C2+3&x=y")
+		want := fmt.Sprintf(`GET %s ids="1,2 3"/true rid=""`, path)
+		if status != 200 || body != want {
+			t.Fatalf("%s: %d %q, want 200 %q", path, status, body, want)
+		}
+		if hdr.Get("X-Test") != "yes" || hdr.Get("Date") == "" || hdr.Get("Content-Type") != "text/plain" {
+			t.Fatalf("headers: %v", hdr)
+		}
+	}
+}
+
+func TestPercentDecodedPath(t *testing.T) {
+	_, addr := start(t, &echo{}, nil)
+	_, body, _ := get(t, http.DefaultClient, "http://"+addr+"/sync/1%27%20OR%201=1--?ids")
+	if want := `GET /sync/1' OR 1=1-- ids=""/true rid=""`; body != want {
+		t.Fatalf("got %q, want %q", body, want)
+	}
+}
+
+// raw sends req on a fresh connection and returns everything the server
+// sends until it closes the connection or 2 s pass.
+func raw(t *testing.T, addr, req string) string {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := io.WriteString(c, req); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(c)
+	return string(b)
+}
+
+func TestPipelinedRequestsAnswerInOrder(t *testing.T) {
+	_, addr := start(t, &echo{}, nil)
+	var req strings.Builder
+	for i := range 20 {
+		kind := "sync"
+		if i%3 == 0 {
+			kind = "async"
+		}
+		fmt.Fprintf(&req, "GET /%s/%d HTTP/1.1\r\nHost: x\r\nX-Request-ID: r%d\r\n\r\n", kind, i, i)
+	}
+	req.WriteString("GET /sync/last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	got := raw(t, addr, req.String())
+	r := bufio.NewReader(strings.NewReader(got))
+	for i := range 21 {
+		resp, err := http.ReadResponse(r, nil)
+		if err != nil {
+			t.Fatalf("response %d: %v (all: %q)", i, err, got)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		want := fmt.Sprintf(`rid="r%d"`, i)
+		if i == 20 {
+			want = "/sync/last"
+		}
+		if !strings.Contains(string(b), want) {
+			t.Fatalf("response %d is %q, want it to contain %q", i, b, want)
+		}
+	}
+}
+
+func TestRefusals(t *testing.T) {
+	_, addr := start(t, &echo{}, func(c *Config) { c.MaxHeaderBytes = 1024; c.MaxBodyBytes = 100 })
+	for _, tc := range []struct {
+		name, req string
+		status    int
+	}{
+		{"garbage", "\x00\x01garbage\r\n\r\n", 400},
+		{"header without colon", "GET / HTTP/1.1\r\nHost\r\n\r\n", 400},
+		{"negative length", "GET / HTTP/1.1\r\nContent-Length: -5\r\n\r\n", 400},
+		{"two lengths", "GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", 400},
+		{"length and chunked", "POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
+		{"gzip coding", "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", 400},
+		{"http 2", "GET / HTTP/2.0\r\n\r\n", 400},
+		{"big headers", "GET / HTTP/1.1\r\nX-Big: " + strings.Repeat("a", 2000) + "\r\n\r\n", 431},
+		{"big headers unterminated", "GET / HTTP/1.1\r\nX-Big: " + strings.Repeat("a", 2000), 431},
+		{"big body", "POST / HTTP/1.1\r\nContent-Length: 101\r\n\r\n" + strings.Repeat("b", 101), 413},
+		{"big chunked body", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n65\r\n" + strings.Repeat("b", 101) + "\r\n0\r\n\r\n", 413},
+		{"bad chunk", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400},
+		{"space in target", "GET /a b HTTP/1.1\r\n\r\n", 400},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := raw(t, addr, tc.req)
+			want := fmt.Sprintf("HTTP/1.1 %d ", tc.status)
+			if !strings.HasPrefix(got, want) || !strings.Contains(got, "Connection: close") {
+				t.Fatalf("got %q, want %q... with Connection: close", got, want)
+			}
+		})
+	}
+}
+
+func TestBodiesAreSkipped(t *testing.T) {
+	_, addr := start(t, &echo{}, nil)
+	req := "POST /sync/a HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello" +
+		"POST /sync/b HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3;ext=1\r\nabc\r\n0\r\nTrailer: x\r\n\r\n" +
+		"GET /sync/c HTTP/1.0\r\n\r\n"
+	got := raw(t, addr, req)
+	for _, want := range []string{"POST /sync/a", "POST /sync/b", "GET /sync/c"} {
+		if !strings.Contains(got, want) {
+			t.Fatalf("%q missing from %q", want, got)
+		}
+	}
+	if strings.Count(got, "HTTP/1.1 200") != 3 {
+		t.Fatalf("want 3 responses: %q", got)
+	}
+}
+
+func TestHeadHasNoBody(t *testing.T) {
+	_, addr := start(t, &echo{}, nil)
+	got := raw(t, addr, "HEAD /sync/x HTTP/1.1\r\nConnection: close\r\n\r\n")
+	if !strings.HasPrefix(got, "HTTP/1.1 200") || !strings.HasSuffix(got, "\r\n\r\n") || !strings.Contains(got, "Content-Length: 32") {
+		t.Fatalf("got %q", got)
+	}
+}
+
+func TestHTTP10KeepAlive(t *testing.T) {
+	_, addr := start(t, &echo{}, nil)
+	got := raw(t, addr, "GET /sync/1 HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /sync/2 HTTP/1.0\r\n\r\n")
+	if strings.Count(got, "HTTP/1.1 200") != 2 || !strings.Contains(got, "Connection: keep-alive") || !strings.Contains(got, "Connection: close") {
+		t.Fatalf("got %q", got)
+	}
+}
+
+func TestSlowRequestGets408(t *testing.T) {
+	_, addr := start(t, &echo{}, func(c *Config) { c.ReadTimeout = 300 * time.Millisecond })
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+	begun := time.Now()
+	for _, part := range []string{"GET /sync", "/1 HTTP/1.1\r\n", "X-A: b\r\n"} {
+		if _, err := io.WriteString(c, part); err != nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	b, _ := io.ReadAll(c)
+	if !strings.HasPrefix(string(b), "HTTP/1.1 408") {
+		t.Fatalf("got %q", b)
+	}
+	if d := time.Since(begun); d > 1500*time.Millisecond {
+		t.Fatalf("408 after %v", d)
+	}
+}
+
+func TestIdleConnectionsClose(t *testing.T) {
+	s, addr := start(t, &echo{}, func(c *Config) { c.IdleTimeout = 300 * time.Millisecond })
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+	begun := time.Now()
+	b, _ := io.ReadAll(c)
+	if len(b) != 0 || time.Since(begun) > 1500*time.Millisecond {
+		t.Fatalf("got %q after %v", b, time.Since(begun))
+	}
+	waitFor(t, func() bool { return s.Conns() == 0 })
+}
+
+func TestTooManyConnections(t *testing.T) {
+	_, addr := start(t, &echo{}, func(c *Config) { c.MaxConns = 2 })
+	var held []net.Conn
+	for range 2 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, c)
+	}
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	time.Sleep(50 * time.Millisecond)
+	if got := raw(t, addr, "GET /sync/1 HTTP/1.1\r\n\r\n"); !strings.HasPrefix(got, "HTTP/1.1 503") {
+		t.Fatalf("third connection got %q", got)
+	}
+	for _, c := range held {
+		c.Close()
+	}
+	held = nil
+	time.Sleep(50 * time.Millisecond)
+	if got := raw(t, addr, "GET /sync/1 HTTP/1.1\r\nConnection: close\r\n\r\n"); !strings.HasPrefix(got, "HTTP/1.1 200") {
+		t.Fatalf("after the others closed: %q", got)
+	}
+}
+
+// TestShutdownAnswersInFlight: a request in flight at Shutdown is answered
+// (with Connection: close), an idle keep-alive connection may bring one
+// more request within the grace period, and Shutdown returns once all are
+// closed.
+func TestShutdownAnswersInFlight(t *testing.T) {
+	e := &echo{hold: make(chan struct{})}
+	s := NewServer(DefaultConfig(), e)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ln) }()
+	addr := ln.Addr().String()
+
+	busy, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	idle, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	_, _ = io.WriteString(busy, "GET /hold/1 HTTP/1.1\r\n\r\n")
+	waitFor(t, func() bool { return e.served.Load() == 1 })
+
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		shut <- s.Shutdown(ctx)
+	}()
+	waitFor(t, s.Closing)
+	_ = idle.SetDeadline(time.Now().Add(3 * time.Second))
+	_, _ = io.WriteString(idle, "GET /sync/late HTTP/1.1\r\n\r\n")
+	if b, _ := io.ReadAll(idle); !strings.HasPrefix(string(b), "HTTP/1.1 200") || !strings.Contains(string(b), "Connection: close") {
+		t.Fatalf("late request on an idle connection: %q", b)
+	}
+	close(e.hold)
+	_ = busy.SetDeadline(time.Now().Add(3 * time.Second))
+	if b, _ := io.ReadAll(busy); !strings.HasPrefix(string(b), "HTTP/1.1 200") || !strings.Contains(string(b), "Connection: close") {
+		t.Fatalf("request in flight: %q", b)
+	}
+	if err := <-shut; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-served; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := net.Dial("tcp", addr); err == nil {
+		t.Fatal("still accepting after Shutdown")
+	}
+}
+
+func TestConcurrentClients(t *testing.T) {
+	s, addr := start(t, &echo{}, nil)
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for g := range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			r := bufio.NewReader(c)
+			for i := range 200 {
+				kind := "sync"
+				if (g+i)%2 == 0 {
+					kind = "async"
+				}
+				fmt.Fprintf(c, "GET /%s/%d-%d HTTP/1.1\r\nHost: x\r\n\r\n", kind, g, i)
+				resp, err := http.ReadResponse(r, nil)
+				if err != nil {
+					errs <- err
+					return
+				}
+				b, _ := io.ReadAll(resp.Body)
+				if want := fmt.Sprintf("/%s/%d-%d ", kind, g, i); !strings.Contains(string(b), want) {
+					errs <- fmt.Errorf("got %q, want %q", b, want)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return s.Conns() == 0 })
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not reached in 5 s")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
