@@ -47,11 +47,13 @@ test: postgres vet
 # which also runs in plain `go test`. FuzzHandler drives the real server with
 # PostgreSQL behind it: the fuzz workers share the one cluster the
 # coordinator starts (see internal/pgtest).
-FUZZ_TARGETS := FuzzAppendString FuzzAppendUser FuzzParseID FuzzRoute FuzzHandler
+FUZZ_TARGETS := httpapi:FuzzAppendString httpapi:FuzzAppendUser httpapi:FuzzParseID httpapi:FuzzRoute \
+	httpapi:FuzzHandler evhttp:FuzzParseRequest
 fuzz:
-	@set -e; for target in $(FUZZ_TARGETS); do \
-		echo "fuzz $$target ($(FUZZTIME))"; \
-		$(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) ./internal/httpapi; \
+	@set -e; for pt in $(FUZZ_TARGETS); do \
+		pkg=$${pt%%:*}; target=$${pt#*:}; \
+		echo "fuzz $$pkg $$target ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) ./internal/$$pkg; \
 	done
 
 bench: postgres build

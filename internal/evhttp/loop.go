@@ -4,7 +4,10 @@ package evhttp
 
 import (
 	"encoding/binary"
+	"errors"
+	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -22,9 +25,19 @@ const (
 
 // loop is one event loop: an epoll set, the connections registered in it,
 // and an eventfd other goroutines use to hand it a connection back.
+//
+// The loop never blocks in epoll_wait. The epoll descriptor is itself
+// registered with the Go runtime's network poller (an epoll set is
+// readable while it has events), and the loop asks for events without
+// waiting, parking in the runtime when there are none. A goroutine blocked
+// in epoll_wait would hold its P in a system call: with every P held so,
+// goroutines woken by the runtime's poller (the database client's
+// replies) wait for sysmon, up to 10 ms.
 type loop struct {
 	srv    *Server
 	epfd   int
+	epoll  *os.File // epfd, registered with the runtime's poller
+	raw    syscall.RawConn
 	wakeFd int
 
 	mu      sync.Mutex
@@ -52,7 +65,19 @@ func newLoop(s *Server) (*loop, error) {
 		unix.Close(wfd)
 		return nil, err
 	}
-	return &loop{srv: s, epfd: epfd, wakeFd: wfd, conns: make(map[int32]*conn), scratch: make([]byte, scratchSize)}, nil
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		unix.Close(wfd)
+		return nil, err
+	}
+	f := os.NewFile(uintptr(epfd), "epoll") // non-blocking: pollable
+	raw, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		unix.Close(wfd)
+		return nil, err
+	}
+	return &loop{srv: s, epfd: epfd, epoll: f, raw: raw, wakeFd: wfd, conns: make(map[int32]*conn), scratch: make([]byte, scratchSize)}, nil
 }
 
 // add registers c. Edge-triggered: every event means "something changed",
@@ -111,20 +136,43 @@ func (l *loop) wakeUp() {
 }
 
 func (l *loop) stop() {
-	unix.Close(l.epfd)
+	l.epoll.Close()
 	unix.Close(l.wakeFd)
+}
+
+// wait returns the next events, parking in the runtime's poller while
+// there are none, and n = 0 when the sweep is due.
+func (l *loop) wait() (n int, err error) {
+	var werr error
+	err = l.raw.Read(func(fd uintptr) bool {
+		for {
+			n, werr = unix.EpollWait(int(fd), l.events[:], 0)
+			if werr != unix.EINTR {
+				return n > 0 || werr != nil
+			}
+		}
+	})
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		_ = l.epoll.SetReadDeadline(time.Now().Add(sweepEvery))
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return n, werr
 }
 
 // run is the loop itself, until the server stops.
 func (l *loop) run() {
 	defer l.stop()
 	var woken []*conn
+	_ = l.epoll.SetReadDeadline(time.Now().Add(sweepEvery))
 	for !l.srv.stopped.Load() {
-		n, err := unix.EpollWait(l.epfd, l.events[:], int(sweepEvery/time.Millisecond))
-		if err != nil && err != unix.EINTR {
+		n, err := l.wait()
+		if err != nil {
 			return
 		}
-		for i := range max(n, 0) {
+		for i := range n {
 			ev := &l.events[i]
 			if int(ev.Fd) == l.wakeFd {
 				var buf [8]byte
