@@ -4,6 +4,7 @@ package evhttp
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -400,4 +401,73 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// big answers every request with a body of n bytes, from another
+// goroutine, so that the socket's send buffer fills and the rest of the
+// response waits for EPOLLOUT.
+type big struct{ n int }
+
+func (b big) Serve(x *Exchange) {
+	body := bytes.Repeat([]byte("0123456789abcdef"), b.n/16)
+	go x.Respond(200, []byte("text/plain"), body)
+}
+
+func (big) Refuse(x *Exchange, status int, reason string) {
+	x.Respond(status, nil, []byte(reason))
+}
+
+func TestLargeResponsesToASlowReader(t *testing.T) {
+	const n = 4 << 20
+	_, addr := start(t, big{n}, nil)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
+	// Two pipelined requests, then read slowly at first.
+	if _, err := io.WriteString(c, "GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	r := bufio.NewReaderSize(c, 1024)
+	for i := range 2 {
+		resp, err := http.ReadResponse(r, nil)
+		if err != nil {
+			t.Fatalf("response %d: %v", i, err)
+		}
+		got, err := io.Copy(io.Discard, iotest{r: resp.Body, pause: i == 0})
+		if err != nil || got != n {
+			t.Fatalf("response %d: %d of %d bytes, %v", i, got, n, err)
+		}
+	}
+}
+
+// iotest reads through r, pausing now and then when pause is set.
+type iotest struct {
+	r     io.Reader
+	pause bool
+}
+
+func (s iotest) Read(p []byte) (int, error) {
+	if s.pause && len(p) > 0 {
+		time.Sleep(time.Microsecond * 50)
+	}
+	return s.r.Read(p)
+}
+
+func TestStuckReaderIsDisconnected(t *testing.T) {
+	s, addr := start(t, big{16 << 20}, func(c *Config) { c.WriteTimeout = 300 * time.Millisecond })
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "GET /a HTTP/1.1\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	// Never read: the server must give up about WriteTimeout after the
+	// socket stopped taking bytes.
+	waitFor(t, func() bool { return s.Conns() == 0 })
 }
