@@ -99,19 +99,6 @@ func (x *Exchange) AddHeader(name, value []byte) {
 	x.hdr = append(x.hdr, "\r\n"...)
 }
 
-// Header returns the value of a response header added with AddHeader.
-func (x *Exchange) Header(name []byte) []byte {
-	h := x.hdr
-	for len(h) > 0 {
-		line, rest := nextLine(h)
-		h = rest
-		if len(line) > len(name)+2 && string(line[:len(name)]) == string(name) && line[len(name)] == ':' {
-			return line[len(name)+2:]
-		}
-	}
-	return nil
-}
-
 // Respond sends the response: status, an optional Content-Type, the
 // headers added so far and body (omitted for HEAD, its length still
 // announced). It may be called from any goroutine, once per request.
@@ -169,12 +156,8 @@ func reason(status int) string {
 		return "Request Header Fields Too Large"
 	case 500:
 		return "Internal Server Error"
-	case 501:
-		return "Not Implemented"
 	case 503:
 		return "Service Unavailable"
-	case 505:
-		return "HTTP Version Not Supported"
 	}
 	return "Status"
 }
