@@ -45,6 +45,8 @@ type conn struct {
 	busy        bool // a request is being served
 	dispatching bool // the loop is inside the handler: it flushes afterwards
 	readPending bool // bytes may be waiting in the socket (read after the response)
+	peerClosed  bool // the client shut its side: read on to the end of the stream, no edge will come
+	eof         bool // the end of the stream was read
 	closeAfter  bool // close once out is written
 	lingering   bool // half-closed, discarding input until the client closes
 	lingered    int
@@ -52,9 +54,12 @@ type conn struct {
 }
 
 // onReadable serves what the socket has, unless a request is in progress.
-func (c *conn) onReadable(l *loop) {
+func (c *conn) onReadable(l *loop, hup bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if hup {
+		c.peerClosed = true
+	}
 	switch {
 	case c.closed:
 		return
@@ -69,17 +74,25 @@ func (c *conn) onReadable(l *loop) {
 	if c.in != nil {
 		c.serveBufferedLocked(l)
 	}
-	for !c.closed && !c.busy && !c.closeAfter {
+	// With edge-triggered events the socket must be read until it is
+	// drained (EAGAIN, a short read or its end), or the next edge may
+	// never come: if a request goes asynchronous first, the rest is read
+	// after its response.
+	drained := false
+	for !c.closed && !c.busy && !c.closeAfter && !c.eof {
 		n, err := unix.Read(c.fd, l.scratch)
 		if n <= 0 {
 			switch err {
+			case nil: // the client shut its side: answer what it sent, then close
+				c.eof = true
 			case unix.EAGAIN:
 			case unix.EINTR:
 				continue
-			default: // end of stream or a broken connection
+			default: // a broken connection
 				c.closeLocked()
 				return
 			}
+			drained = true
 			break
 		}
 		if c.in != nil {
@@ -92,14 +105,24 @@ func (c *conn) onReadable(l *loop) {
 				c.in.b = append(c.in.b, rest...)
 			}
 		}
-		if (c.busy || c.closeAfter) && n == len(l.scratch) {
-			c.readPending = true // the socket may hold more: read it after the response
-		}
-		if n < len(l.scratch) {
-			break // a short read drained the socket; the next bytes bring a new edge
+		if n < len(l.scratch) && !c.peerClosed {
+			drained = true // a short read emptied the socket; the next bytes bring a new edge
+			break
 		}
 	}
+	if !drained && !c.closed {
+		c.readPending = true
+	}
 	c.flushLocked(l)
+	c.closeIfDoneLocked()
+}
+
+// closeIfDoneLocked closes a connection whose client has shut its side
+// once nothing is left to answer.
+func (c *conn) closeIfDoneLocked() {
+	if c.eof && !c.closed && !c.busy && c.out == nil {
+		c.closeLocked()
+	}
 }
 
 // serveBufferedLocked serves the requests in c.in and keeps the rest.
@@ -254,7 +277,9 @@ func (c *conn) respond(status int, contentType, body []byte) {
 	c.flushLocked(c.loop)
 	if !c.closed && !c.closeAfter && (c.readPending || c.in != nil) {
 		c.loop.wake(c)
+		return
 	}
+	c.closeIfDoneLocked()
 }
 
 // flushLocked writes out; what the socket does not take now waits for
@@ -303,9 +328,11 @@ func (c *conn) onWritable(l *loop) {
 		if !c.closed && !c.busy && !c.closeAfter && (c.readPending || c.in != nil) {
 			c.readPending = false
 			c.mu.Unlock()
-			c.onReadable(l)
+			c.onReadable(l, false)
 			c.mu.Lock()
+			return
 		}
+		c.closeIfDoneLocked()
 	}
 }
 

@@ -181,7 +181,7 @@ func (l *loop) run() {
 				woken, l.woken = l.woken, woken[:0]
 				l.mu.Unlock()
 				for _, c := range woken {
-					c.onReadable(l)
+					c.onReadable(l, false)
 				}
 				clear(woken)
 				continue
@@ -191,7 +191,7 @@ func (l *loop) run() {
 				continue
 			}
 			if ev.Events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
-				c.onReadable(l)
+				c.onReadable(l, ev.Events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0)
 			}
 			if ev.Events&unix.EPOLLOUT != 0 {
 				c.onWritable(l)

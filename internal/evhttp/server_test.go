@@ -471,3 +471,34 @@ func TestStuckReaderIsDisconnected(t *testing.T) {
 	// socket stopped taking bytes.
 	waitFor(t, func() bool { return s.Conns() == 0 })
 }
+
+// TestHalfClosedClient: a client that sends its requests and shuts its
+// side gets every answer, and the server closes the connection right after
+// the last one instead of waiting for the idle timeout (the end of the
+// stream may arrive with the requests, in the same edge-triggered event).
+func TestHalfClosedClient(t *testing.T) {
+	s, addr := start(t, &echo{}, func(c *Config) { c.IdleTimeout = time.Minute })
+	for i := range 20 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		kind := []string{"sync", "async"}[i%2]
+		if _, err := fmt.Fprintf(c, "GET /%s/1 HTTP/1.1\r\n\r\nGET /%s/2 HTTP/1.1\r\n\r\n", kind, kind); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(c)
+		c.Close()
+		if err != nil {
+			t.Fatalf("%v after %q", err, b)
+		}
+		if strings.Count(string(b), "HTTP/1.1 200") != 2 {
+			t.Fatalf("got %q", b)
+		}
+	}
+	waitFor(t, func() bool { return s.Conns() == 0 })
+}
