@@ -233,7 +233,7 @@ func TestSlowRequestGets408(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+	_ = c.SetDeadline(time.Now().Add(6 * time.Second))
 	begun := time.Now()
 	for _, part := range []string{"GET /sync", "/1 HTTP/1.1\r\n", "X-A: b\r\n"} {
 		if _, err := io.WriteString(c, part); err != nil {
@@ -245,7 +245,7 @@ func TestSlowRequestGets408(t *testing.T) {
 	if !strings.HasPrefix(string(b), "HTTP/1.1 408") {
 		t.Fatalf("got %q", b)
 	}
-	if d := time.Since(begun); d > 1500*time.Millisecond {
+	if d := time.Since(begun); d > 3*time.Second { // 300 ms, a sweep period, and a busy machine
 		t.Fatalf("408 after %v", d)
 	}
 }
@@ -257,10 +257,10 @@ func TestIdleConnectionsClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+	_ = c.SetDeadline(time.Now().Add(6 * time.Second))
 	begun := time.Now()
 	b, _ := io.ReadAll(c)
-	if len(b) != 0 || time.Since(begun) > 1500*time.Millisecond {
+	if len(b) != 0 || time.Since(begun) > 3*time.Second {
 		t.Fatalf("got %q after %v", b, time.Since(begun))
 	}
 	waitFor(t, func() bool { return s.Conns() == 0 })
