@@ -12,6 +12,11 @@ import (
 )
 
 const (
+	// maxPendingOut is how many response bytes a connection may have
+	// waiting for its client to read them before the server stops reading
+	// its requests: a client that pipelines requests and never reads the
+	// answers must not make the server buffer them without bound.
+	maxPendingOut = 64 << 10
 	// lingerTimeout bounds how long a connection closing after an error
 	// response waits for its client to stop sending: closing a socket with
 	// unread bytes makes the kernel send a reset, which can destroy the
@@ -34,23 +39,24 @@ type conn struct {
 	// being served). Atomic so that the loop's sweep can scan it unlocked.
 	deadline atomic.Int64
 
-	mu          sync.Mutex
-	x           Exchange
-	req         request
-	in          *chunk // bytes read and not yet served (a partial request, pipelined ones); nil when none
-	scanFrom    int    // how much of in the head search has covered
-	reqStarted  bool   // in holds the start of a request
-	out         *chunk // response bytes not yet written; nil when none
-	outPos      int
-	busy        bool // a request is being served
-	dispatching bool // the loop is inside the handler: it flushes afterwards
-	readPending bool // bytes may be waiting in the socket (read after the response)
-	peerClosed  bool // the client shut its side: read on to the end of the stream, no edge will come
-	eof         bool // the end of the stream was read
-	closeAfter  bool // close once out is written
-	lingering   bool // half-closed, discarding input until the client closes
-	lingered    int
-	closed      bool
+	mu           sync.Mutex
+	x            Exchange
+	req          request
+	in           *chunk // bytes read and not yet served (a partial request, pipelined ones); nil when none
+	scanFrom     int    // how much of in the head search has covered
+	reqStarted   bool   // in holds the start of a request
+	out          *chunk // response bytes not yet written; nil when none
+	outPos       int
+	writeStalled bool // the socket stopped taking out; the write deadline runs
+	busy         bool // a request is being served
+	dispatching  bool // the loop is inside the handler: it flushes afterwards
+	readPending  bool // bytes may be waiting in the socket (read after the response)
+	peerClosed   bool // the client shut its side: read on to the end of the stream, no edge will come
+	eof          bool // the end of the stream was read
+	closeAfter   bool // close once out is written
+	lingering    bool // half-closed, discarding input until the client closes
+	lingered     int
+	closed       bool
 }
 
 // onReadable serves what the socket has, unless a request is in progress.
@@ -66,7 +72,7 @@ func (c *conn) onReadable(l *loop, hup bool) {
 	case c.lingering:
 		c.lingerLocked(l)
 		return
-	case c.busy || c.closeAfter:
+	case c.busy || c.closeAfter || c.backedUpLocked():
 		c.readPending = true
 		return
 	}
@@ -79,7 +85,7 @@ func (c *conn) onReadable(l *loop, hup bool) {
 	// never come: if a request goes asynchronous first, the rest is read
 	// after its response.
 	drained := false
-	for !c.closed && !c.busy && !c.closeAfter && !c.eof {
+	for !c.closed && !c.busy && !c.closeAfter && !c.eof && !c.backedUpLocked() {
 		n, err := unix.Read(c.fd, l.scratch)
 		if n <= 0 {
 			switch err {
@@ -145,7 +151,15 @@ func (c *conn) serveBufferedLocked(l *loop) {
 func (c *conn) serveLocked(l *loop, b []byte) int {
 	cfg := &c.srv.cfg
 	used := 0
-	for used < len(b) && !c.busy && !c.closeAfter && !c.closed {
+	for used < len(b) && !c.busy && !c.closeAfter && !c.closed && !c.backedUpLocked() {
+		// RFC 9112 2.2: an empty line before a request line is ignored.
+		if c.scanFrom == 0 && !c.reqStarted && (b[used] == '\n' || (b[used] == '\r' && used+1 < len(b) && b[used+1] == '\n')) {
+			if b[used] == '\r' {
+				used++
+			}
+			used++
+			continue
+		}
 		rest := b[used:]
 		h := headEnd(rest, c.scanFrom)
 		if h < 0 || h > cfg.MaxHeaderBytes {
@@ -161,7 +175,9 @@ func (c *conn) serveLocked(l *loop, b []byte) int {
 		switch st := parseRequest(rest, h, cfg.MaxBodyBytes, &c.req); st {
 		case parsed:
 			c.reqStarted = false
-			c.deadline.Store(0)
+			if !c.writeStalled {
+				c.deadline.Store(0)
+			}
 			c.x.load(&c.req)
 			used += c.req.length
 			c.dispatchLocked(false, refusal{})
@@ -174,6 +190,16 @@ func (c *conn) serveLocked(l *loop, b []byte) int {
 		}
 	}
 	return used
+}
+
+// backedUpLocked reports whether too many response bytes wait for the
+// client; it tries to write them first.
+func (c *conn) backedUpLocked() bool {
+	if c.out == nil || len(c.out.b)-c.outPos < maxPendingOut {
+		return false
+	}
+	c.flushLocked(c.loop)
+	return !c.closed && c.out != nil && len(c.out.b)-c.outPos >= maxPendingOut
 }
 
 // startRequestLocked arms the read timeout when a request starts to arrive.
@@ -288,29 +314,38 @@ func (c *conn) flushLocked(l *loop) {
 	if c.closed {
 		return
 	}
+	progress := false
 	for c.out != nil && c.outPos < len(c.out.b) {
 		n, err := unix.Write(c.fd, c.out.b[c.outPos:])
 		if n > 0 {
 			c.outPos += n
+			progress = true
 			continue
 		}
 		switch err {
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
-			c.deadline.Store(c.srv.now() + int64(c.srv.cfg.WriteTimeout))
+			// The client has WriteTimeout to take more bytes; a call
+			// that wrote nothing does not extend it.
+			if progress || !c.writeStalled {
+				c.writeStalled = true
+				c.deadline.Store(c.srv.now() + int64(c.srv.cfg.WriteTimeout))
+			}
 			return
 		default:
 			c.closeLocked()
 			return
 		}
 	}
+	c.writeStalled = false
 	if c.out != nil {
 		c.srv.chunks.put(c.out)
 		c.out, c.outPos = nil, 0
 	}
 	switch {
 	case c.busy:
+		c.deadline.Store(0) // no timeout while the handler works
 	case c.closeAfter:
 		c.startLingerLocked(l)
 	case c.reqStarted:

@@ -162,9 +162,10 @@ func (l *loop) wait() (n int, err error) {
 	return n, werr
 }
 
-// run is the loop itself, until the server stops.
+// run is the loop itself, until the server stops (the server closes its
+// descriptors afterwards). A failing epoll wait, which should not happen,
+// logs nothing and ends the loop: its connections then time out.
 func (l *loop) run() {
-	defer l.stop()
 	var woken []*conn
 	_ = l.epoll.SetReadDeadline(time.Now().Add(sweepEvery))
 	for !l.srv.stopped.Load() {

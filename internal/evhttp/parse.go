@@ -146,7 +146,9 @@ func parseRequest(b []byte, headLen, maxBody int, r *request) parseStatus {
 	if chunked && sawLength {
 		return malformed // request smuggling shape: refuse
 	}
-	if r.http10 && !r.keepAlive {
+	// RFC 9112 6.1: chunked framing from an HTTP/1.0 client is faulty;
+	// answer, then close.
+	if r.http10 && (!r.keepAlive || chunked) {
 		r.close = true
 	}
 	switch {
@@ -169,8 +171,21 @@ func parseRequest(b []byte, headLen, maxBody int, r *request) parseStatus {
 }
 
 // chunkedLength returns how many bytes of b the chunked body at its start
-// takes, trailers included, once it is all there.
+// takes, trailers included, once it is all there. The framing (size
+// lines, extensions, trailers) may add at most 8 KB to maxBody.
 func chunkedLength(b []byte, maxBody int) (int, parseStatus) {
+	limit := maxBody + 8<<10
+	if len(b) <= limit {
+		return chunkedFraming(b, maxBody)
+	}
+	n, st := chunkedFraming(b[:limit], maxBody)
+	if st == incomplete {
+		st = bodyTooLarge
+	}
+	return n, st
+}
+
+func chunkedFraming(b []byte, maxBody int) (int, parseStatus) {
 	pos, total := 0, 0
 	for {
 		i := bytes.IndexByte(b[pos:], '\n')

@@ -93,8 +93,10 @@ type Server struct {
 	stopping atomic.Bool   // Shutdown has begun
 	stopped  atomic.Bool
 
-	mu sync.Mutex
-	ln net.Listener
+	mu        sync.Mutex
+	ln        net.Listener
+	accepting sync.WaitGroup // Serve's accept loop, until it returns
+	loopsDone sync.WaitGroup // the loop goroutines
 
 	chunks chunkPool
 
@@ -131,12 +133,19 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.mu.Unlock()
 		return errors.New("evhttp: Serve called twice")
 	}
+	if s.stopping.Load() {
+		s.mu.Unlock()
+		ln.Close()
+		return nil
+	}
 	s.ln = ln
 	if err := s.startLoops(); err != nil {
 		s.mu.Unlock()
 		return err
 	}
+	s.accepting.Add(1)
 	s.mu.Unlock()
+	defer s.accepting.Done()
 
 	for {
 		nc, err := ln.Accept()
@@ -228,7 +237,11 @@ func (s *Server) startLoops() error {
 		s.loops = append(s.loops, l)
 	}
 	for _, l := range s.loops {
-		go l.run()
+		s.loopsDone.Add(1)
+		go func() {
+			defer s.loopsDone.Done()
+			l.run()
+		}()
 	}
 	return nil
 }
@@ -245,13 +258,16 @@ func (s *Server) startLoops() error {
 // When ctx ends first, every connection is closed at once and Shutdown
 // returns an error. The event loops stop in both cases.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.stopping.Store(true)
 	s.mu.Lock()
+	s.stopping.Store(true) // under mu: Serve either sees it or has stored ln
 	ln := s.ln
 	s.mu.Unlock()
 	if ln != nil {
 		_ = ln.Close()
 	}
+	// A connection accepted just before the close is registered before
+	// the counting below starts.
+	s.accepting.Wait()
 	// Only now: a client told to close before the listener was closed
 	// could reconnect into the accept queue and be reset with it.
 	s.closing.Store(true)
@@ -291,7 +307,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 
 // eachConn calls f on every registered connection, with its lock held.
 func (s *Server) eachConn(f func(*conn)) {
-	for _, l := range s.loops {
+	s.mu.Lock()
+	loops := s.loops
+	s.mu.Unlock()
+	for _, l := range loops {
 		for _, c := range l.snapshot() {
 			c.mu.Lock()
 			if !c.closed {
@@ -302,12 +321,21 @@ func (s *Server) eachConn(f func(*conn)) {
 	}
 }
 
+// stopLoops stops the loops and, once they have returned, closes their
+// descriptors: nothing can use them any more.
 func (s *Server) stopLoops() {
 	if s.stopped.Swap(true) {
 		return
 	}
-	for _, l := range s.loops {
+	s.mu.Lock()
+	loops := s.loops
+	s.mu.Unlock()
+	for _, l := range loops {
 		l.wakeUp()
+	}
+	s.loopsDone.Wait()
+	for _, l := range loops {
+		l.stop()
 	}
 }
 

@@ -1,0 +1,187 @@
+//go:build linux
+
+package evhttp
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Tests of the server's limits and framing edge cases.
+
+// limitsHandler: /big answers 16 MB at once, /hold answers after 2 s from
+// another goroutine, anything else answers a body of small bytes at once.
+type limitsHandler struct{ small int }
+
+func (h limitsHandler) Serve(x *Exchange) {
+	switch p := string(x.Path()); {
+	case p == "/big":
+		x.Respond(200, nil, bytes.Repeat([]byte("x"), 16<<20))
+	case p == "/hold":
+		go func() {
+			time.Sleep(2 * time.Second)
+			x.Respond(200, nil, []byte("held"))
+		}()
+	default:
+		x.Respond(200, nil, bytes.Repeat([]byte("s"), h.small))
+	}
+}
+
+func (limitsHandler) Refuse(x *Exchange, status int, reason string) {
+	x.Respond(status, nil, []byte(reason))
+}
+
+// A write deadline armed while an earlier response was backed up ends with
+// that response: it must not close the connection while its next request
+// is being served.
+func TestWriteDeadlineEndsWithItsResponse(t *testing.T) {
+	_, addr := start(t, limitsHandler{}, func(c *Config) { c.WriteTimeout = 300 * time.Millisecond })
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) { _ = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 16<<10) })
+	}}
+	c, err := d.Dial("tcp", addr) // a small window, so that the 16 MB response backs up
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, "GET /big HTTP/1.1\r\n\r\nGET /hold HTTP/1.1\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // the send buffer fills: EAGAIN arms the write deadline
+	r := bufio.NewReader(c)
+	for i, want := range []int{16 << 20, 4} {
+		resp, err := http.ReadResponse(r, nil)
+		if err != nil {
+			t.Fatalf("response %d: %v", i, err)
+		}
+		n, err := io.Copy(io.Discard, resp.Body)
+		if err != nil || n != int64(want) {
+			t.Fatalf("response %d: %d bytes, %v", i, n, err)
+		}
+	}
+}
+
+// A client that pipelines requests and never reads the answers: the
+// server stops reading its requests once maxPendingOut bytes of answers
+// wait, and closes the connection about WriteTimeout after the socket
+// stopped taking bytes, whatever the client keeps sending.
+func TestUnreadResponsesAreBounded(t *testing.T) {
+	s, addr := start(t, limitsHandler{small: 2048}, func(c *Config) { c.WriteTimeout = 300 * time.Millisecond })
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	req := strings.Repeat("GET /s HTTP/1.1\r\n\r\n", 250)
+	maxPending := 0
+	for range 40 { // up to 10,000 requests over about 2 s, no answer read
+		if _, err := io.WriteString(c, req); err != nil {
+			break // the server closed the connection: expected
+		}
+		s.mu.Lock()
+		loops := s.loops
+		s.mu.Unlock()
+		for _, l := range loops {
+			for _, cn := range l.snapshot() {
+				cn.mu.Lock()
+				if cn.out != nil {
+					maxPending = max(maxPending, len(cn.out.b)-cn.outPos)
+				}
+				cn.mu.Unlock()
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// The answer that crossed the bound may be whole.
+	if limit := maxPendingOut + 4096; maxPending > limit {
+		t.Fatalf("%d bytes of answers buffered for a client that reads none (bound %d)", maxPending, limit)
+	}
+	waitFor(t, func() bool { return s.Conns() == 0 })
+}
+
+// The chunked-body parser bounds the framing around the data too: a
+// trailer line without its LF, or long chunk extensions, get 413 instead
+// of being buffered without limit.
+func TestChunkedFramingIsBounded(t *testing.T) {
+	_, addr := start(t, limitsHandler{small: 1}, func(c *Config) { c.MaxBodyBytes = 100 })
+	t.Run("endless trailer", func(t *testing.T) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		go func() {
+			_, _ = io.WriteString(c, "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX: ")
+			_, _ = io.WriteString(c, strings.Repeat("a", 4<<20)) // 4 MB, 40,000 times MaxBodyBytes
+		}()
+		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		b, _ := io.ReadAll(c)
+		if !strings.HasPrefix(string(b), "HTTP/1.1 413") {
+			t.Fatalf("4 MB of trailer for a 100-byte body limit: got %q, want 413", b)
+		}
+	})
+	t.Run("long extensions", func(t *testing.T) {
+		var req strings.Builder
+		req.WriteString("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+		for range 90 { // 90 bytes of data, 90 KB of framing
+			req.WriteString("1;" + strings.Repeat("e", 1000) + "\r\nz\r\n")
+		}
+		req.WriteString("0\r\n\r\n")
+		if got := raw(t, addr, req.String()); !strings.HasPrefix(got, "HTTP/1.1 413") {
+			t.Fatalf("90 KB body for a 100-byte limit: got %.40q, want 413", got)
+		}
+	})
+}
+
+// Serve after Shutdown (or racing with it: Shutdown before Serve stored
+// the listener) returns at once instead of accepting with stopped loops.
+func TestServeAfterShutdownReturns(t *testing.T) {
+	s := NewServer(DefaultConfig(), limitsHandler{})
+	if err := s.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(ln) }()
+	select {
+	case <-done:
+	case <-time.After(time.Second):
+		ln.Close()
+		<-done
+		t.Fatal("Serve after Shutdown did not return")
+	}
+}
+
+// RFC 9112 §2.2: a server SHOULD ignore at least one empty line before a
+// request-line (clients have sent a CRLF after a POST body).
+func TestEmptyLineBeforeRequestIsIgnored(t *testing.T) {
+	_, addr := start(t, &echo{}, nil)
+	got := raw(t, addr, "POST /sync/a HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi\r\nGET /sync/b HTTP/1.1\r\nConnection: close\r\n\r\n")
+	if strings.Count(got, "HTTP/1.1 200") != 2 {
+		t.Fatalf("got %q", got)
+	}
+}
+
+// RFC 9112 §6.1: an HTTP/1.0 request with Transfer-Encoding has faulty
+// framing: the server MUST close the connection after it (an HTTP/1.0
+// intermediary may have framed it differently).
+func TestHTTP10ChunkedRequestCloses(t *testing.T) {
+	_, addr := start(t, &echo{}, nil)
+	got := raw(t, addr, "POST /sync/a HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /sync/b HTTP/1.0\r\n\r\n")
+	if strings.Contains(got, "/sync/b") {
+		t.Fatalf("a second request was served after an HTTP/1.0 chunked one: %q", got)
+	}
+}
