@@ -45,6 +45,7 @@ type conn struct {
 	in           *chunk // bytes read and not yet served (a partial request, pipelined ones); nil when none
 	scanFrom     int    // how much of in the head search has covered
 	reqStarted   bool   // in holds the start of a request
+	skippedEmpty bool   // an empty line before the next request was skipped
 	out          *chunk // response bytes not yet written; nil when none
 	outPos       int
 	writeStalled bool // the socket stopped taking out; the write deadline runs
@@ -152,12 +153,19 @@ func (c *conn) serveLocked(l *loop, b []byte) int {
 	cfg := &c.srv.cfg
 	used := 0
 	for used < len(b) && !c.busy && !c.closeAfter && !c.closed && !c.backedUpLocked() {
-		// RFC 9112 2.2: an empty line before a request line is ignored.
+		// RFC 9112 2.2: one empty line before a request line is ignored
+		// (some clients send a CRLF after a body); a second one is a
+		// malformed request, answered at once rather than waited on.
 		if c.scanFrom == 0 && !c.reqStarted && (b[used] == '\n' || (b[used] == '\r' && used+1 < len(b) && b[used+1] == '\n')) {
+			if c.skippedEmpty {
+				c.refuseLocked(refuseMalformed)
+				return len(b)
+			}
 			if b[used] == '\r' {
 				used++
 			}
 			used++
+			c.skippedEmpty = true
 			continue
 		}
 		rest := b[used:]
@@ -175,6 +183,7 @@ func (c *conn) serveLocked(l *loop, b []byte) int {
 		switch st := parseRequest(rest, h, cfg.MaxBodyBytes, &c.req); st {
 		case parsed:
 			c.reqStarted = false
+			c.skippedEmpty = false
 			if !c.writeStalled {
 				c.deadline.Store(0)
 			}

@@ -169,6 +169,11 @@ func TestServeAfterShutdownReturns(t *testing.T) {
 // request-line (clients have sent a CRLF after a POST body).
 func TestEmptyLineBeforeRequestIsIgnored(t *testing.T) {
 	_, addr := start(t, &echo{}, nil)
+	// Two empty lines are a malformed request, answered at once.
+	begun := time.Now()
+	if got := raw(t, addr, "\r\n\r\n"); !strings.HasPrefix(got, "HTTP/1.1 400") || time.Since(begun) > time.Second {
+		t.Fatalf("two empty lines: %q after %v", got, time.Since(begun))
+	}
 	got := raw(t, addr, "POST /sync/a HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi\r\nGET /sync/b HTTP/1.1\r\nConnection: close\r\n\r\n")
 	if strings.Count(got, "HTTP/1.1 200") != 2 {
 		t.Fatalf("got %q", got)
