@@ -71,7 +71,7 @@ func (c *conn) onReadable(l *loop, hup bool) {
 	case c.closed:
 		return
 	case c.lingering:
-		c.lingerLocked(l)
+		c.lingerLocked()
 		return
 	case c.busy || c.closeAfter || c.backedUpLocked():
 		c.readPending = true
@@ -356,7 +356,7 @@ func (c *conn) flushLocked(l *loop) {
 	case c.busy:
 		c.deadline.Store(0) // no timeout while the handler works
 	case c.closeAfter:
-		c.startLingerLocked(l)
+		c.startLingerLocked()
 	case c.reqStarted:
 	default:
 		c.deadline.Store(c.srv.now() + int64(c.srv.cfg.IdleTimeout))
@@ -383,17 +383,17 @@ func (c *conn) onWritable(l *loop) {
 // startLingerLocked half-closes the connection after its last response
 // and waits (up to lingerTimeout) for the client to close its side,
 // discarding what it still sends.
-func (c *conn) startLingerLocked(l *loop) {
+func (c *conn) startLingerLocked() {
 	if c.lingering {
 		return
 	}
 	c.lingering = true
 	_ = unix.Shutdown(c.fd, unix.SHUT_WR)
 	c.deadline.Store(c.srv.now() + int64(lingerTimeout))
-	c.lingerLocked(l)
+	c.lingerLocked()
 }
 
-func (c *conn) lingerLocked(*loop) {
+func (c *conn) lingerLocked() {
 	var discard [2048]byte
 	for {
 		n, err := unix.Read(c.fd, discard[:])
