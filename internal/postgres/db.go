@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -107,6 +108,7 @@ type DB struct {
 	users     *Coalescer[int64, shop.User]
 	products  *Coalescer[int64, shop.Product]
 	inventory *Coalescer[int64, shop.Stock]
+	stockRows sync.Pool // *[]stockRow: one batch's rows, reused (inventory.go)
 
 	lastReset atomic.Int64 // UnixNano of the last pool reset (health.go)
 }
@@ -148,6 +150,7 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*DB, error) {
 		return nil, shop.Wrap(shop.EINVALID, "invalid database configuration", err)
 	}
 	db := &DB{pool: pool, cfg: cfg, logger: logger}
+	db.stockRows.New = func() any { return new([]stockRow) }
 	fetchUsers := db.fetchUsers
 	if cfg.BatchMode == "pipeline" {
 		fetchUsers = db.fetchUsersPipelined
