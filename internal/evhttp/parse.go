@@ -35,6 +35,7 @@ var (
 	hdrTransferEncoding = []byte("transfer-encoding")
 	hdrConnection       = []byte("connection")
 	hdrRequestID        = []byte("x-request-id")
+	hdrHost             = []byte("host")
 	tokenClose          = []byte("close")
 	tokenKeepAlive      = []byte("keep-alive")
 	tokenChunked        = []byte("chunked")
@@ -103,7 +104,7 @@ func parseRequest(b []byte, headLen, maxBody int, r *request) parseStatus {
 		return malformed
 	}
 
-	length, chunked, sawLength := 0, false, false
+	length, chunked, sawLength, hosts := 0, false, false, 0
 	for len(rest) > 0 {
 		line, rest = nextLine(rest)
 		if len(line) == 0 {
@@ -141,7 +142,14 @@ func parseRequest(b []byte, headLen, maxBody int, r *request) parseStatus {
 			}
 		case equalFold(name, hdrRequestID):
 			r.requestID = value
+		case equalFold(name, hdrHost):
+			hosts++
 		}
+	}
+	// RFC 9112 3.2: an HTTP/1.1 request has exactly one Host header; no
+	// request has two.
+	if hosts > 1 || (hosts == 0 && !r.http10) {
+		return malformed
 	}
 	if chunked && sawLength {
 		return malformed // request smuggling shape: refuse
@@ -195,7 +203,13 @@ func chunkedFraming(b []byte, maxBody int) (int, parseStatus) {
 			}
 			return 0, incomplete
 		}
-		line := bytes.TrimSuffix(b[pos:pos+i], []byte{'\r'})
+		// RFC 9112 7.1: chunk lines end in CRLF. A bare LF is refused, as
+		// net/http does: a proxy in front that reads it differently would
+		// see another request in the body (request smuggling).
+		if i == 0 || b[pos+i-1] != '\r' {
+			return 0, malformed
+		}
+		line := b[pos : pos+i-1]
 		if semi := bytes.IndexByte(line, ';'); semi >= 0 {
 			line = line[:semi] // chunk extensions are ignored
 		}
@@ -211,7 +225,10 @@ func chunkedFraming(b []byte, maxBody int) (int, parseStatus) {
 				if j < 0 {
 					return 0, incomplete
 				}
-				blank := j == 0 || (j == 1 && b[pos] == '\r')
+				if j == 0 || b[pos+j-1] != '\r' {
+					return 0, malformed
+				}
+				blank := j == 1
 				pos += j + 1
 				if blank {
 					return pos, parsed
@@ -226,24 +243,14 @@ func chunkedFraming(b []byte, maxBody int) (int, parseStatus) {
 			return 0, bodyTooLarge
 		}
 		// The data and its CRLF.
-		if len(b)-pos < size+1 {
+		if len(b)-pos < size+2 {
 			return 0, incomplete
 		}
 		pos += size
-		switch {
-		case b[pos] == '\n':
-			pos++
-		case b[pos] == '\r':
-			if len(b)-pos < 2 {
-				return 0, incomplete
-			}
-			if b[pos+1] != '\n' {
-				return 0, malformed
-			}
-			pos += 2
-		default:
+		if b[pos] != '\r' || b[pos+1] != '\n' {
 			return 0, malformed
 		}
+		pos += 2
 	}
 }
 

@@ -22,7 +22,7 @@ func FuzzParseRequest(f *testing.F) {
 		"POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
 		"GET /a HTTP/1.0\n\n",
 		"GET http://h/p?q HTTP/1.1\r\nHost: h\r\n\r\n",
-		"GET / HTTP/1.1\r\n Folded: x\r\n\r\n",
+		"GET / HTTP/1.1\r\nHost: x\r\n Folded: x\r\n\r\n",
 	} {
 		f.Add([]byte(seed))
 	}

@@ -53,7 +53,7 @@ func TestWriteDeadlineEndsWithItsResponse(t *testing.T) {
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	if _, err := io.WriteString(c, "GET /big HTTP/1.1\r\n\r\nGET /hold HTTP/1.1\r\n\r\n"); err != nil {
+	if _, err := io.WriteString(c, "GET /big HTTP/1.1\r\nHost: x\r\n\r\nGET /hold HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(100 * time.Millisecond) // the send buffer fills: EAGAIN arms the write deadline
@@ -81,7 +81,7 @@ func TestUnreadResponsesAreBounded(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	req := strings.Repeat("GET /s HTTP/1.1\r\n\r\n", 250)
+	req := strings.Repeat("GET /s HTTP/1.1\r\nHost: x\r\n\r\n", 250)
 	maxPending := 0
 	for range 40 { // up to 10,000 requests over about 2 s, no answer read
 		if _, err := io.WriteString(c, req); err != nil {
@@ -120,7 +120,7 @@ func TestChunkedFramingIsBounded(t *testing.T) {
 		}
 		defer c.Close()
 		go func() {
-			_, _ = io.WriteString(c, "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX: ")
+			_, _ = io.WriteString(c, "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX: ")
 			_, _ = io.WriteString(c, strings.Repeat("a", 4<<20)) // 4 MB, 40,000 times MaxBodyBytes
 		}()
 		_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
@@ -131,7 +131,7 @@ func TestChunkedFramingIsBounded(t *testing.T) {
 	})
 	t.Run("long extensions", func(t *testing.T) {
 		var req strings.Builder
-		req.WriteString("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+		req.WriteString("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
 		for range 90 { // 90 bytes of data, 90 KB of framing
 			req.WriteString("1;" + strings.Repeat("e", 1000) + "\r\nz\r\n")
 		}
@@ -174,7 +174,7 @@ func TestEmptyLineBeforeRequestIsIgnored(t *testing.T) {
 	if got := raw(t, addr, "\r\n\r\n"); !strings.HasPrefix(got, "HTTP/1.1 400") || time.Since(begun) > time.Second {
 		t.Fatalf("two empty lines: %q after %v", got, time.Since(begun))
 	}
-	got := raw(t, addr, "POST /sync/a HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi\r\nGET /sync/b HTTP/1.1\r\nConnection: close\r\n\r\n")
+	got := raw(t, addr, "POST /sync/a HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi\r\nGET /sync/b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
 	if strings.Count(got, "HTTP/1.1 200") != 2 {
 		t.Fatalf("got %q", got)
 	}

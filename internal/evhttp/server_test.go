@@ -171,18 +171,26 @@ func TestRefusals(t *testing.T) {
 		status    int
 	}{
 		{"garbage", "\x00\x01garbage\r\n\r\n", 400},
-		{"header without colon", "GET / HTTP/1.1\r\nHost\r\n\r\n", 400},
-		{"negative length", "GET / HTTP/1.1\r\nContent-Length: -5\r\n\r\n", 400},
-		{"two lengths", "GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", 400},
-		{"length and chunked", "POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
-		{"gzip coding", "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", 400},
+		{"header without colon", "GET / HTTP/1.1\r\nHost: x\r\nHost\r\n\r\n", 400},
+		{"negative length", "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n", 400},
+		{"two lengths", "GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab", 400},
+		{"length and chunked", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400},
+		{"gzip coding", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", 400},
 		{"http 2", "GET / HTTP/2.0\r\n\r\n", 400},
-		{"big headers", "GET / HTTP/1.1\r\nX-Big: " + strings.Repeat("a", 2000) + "\r\n\r\n", 431},
-		{"big headers unterminated", "GET / HTTP/1.1\r\nX-Big: " + strings.Repeat("a", 2000), 431},
-		{"big body", "POST / HTTP/1.1\r\nContent-Length: 101\r\n\r\n" + strings.Repeat("b", 101), 413},
-		{"big chunked body", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n65\r\n" + strings.Repeat("b", 101) + "\r\n0\r\n\r\n", 413},
-		{"bad chunk", "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400},
-		{"space in target", "GET /a b HTTP/1.1\r\n\r\n", 400},
+		{"big headers", "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 2000) + "\r\n\r\n", 431},
+		{"big headers unterminated", "GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 2000), 431},
+		{"big body", "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 101\r\n\r\n" + strings.Repeat("b", 101), 413},
+		{"big chunked body", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n65\r\n" + strings.Repeat("b", 101) + "\r\n0\r\n\r\n", 413},
+		{"bad chunk", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400},
+		{"space in target", "GET /a b HTTP/1.1\r\nHost: x\r\n\r\n", 400},
+		{"no host", "GET / HTTP/1.1\r\nAccept: */*\r\n\r\n", 400},
+		{"two hosts", "GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", 400},
+		{"two hosts HTTP/1.0", "GET / HTTP/1.0\r\nHost: x\r\nhost: y\r\n\r\n", 400},
+		// Chunk lines end in CRLF: a bare LF could frame the body
+		// differently from a proxy in front.
+		{"bare LF after chunk size", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\nabc\r\n0\r\n\r\n", 400},
+		{"bare LF after chunk data", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\n0\r\n\r\n", 400},
+		{"bare LF after last chunk", "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\n", 400},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := raw(t, addr, tc.req)
@@ -196,8 +204,8 @@ func TestRefusals(t *testing.T) {
 
 func TestBodiesAreSkipped(t *testing.T) {
 	_, addr := start(t, &echo{}, nil)
-	req := "POST /sync/a HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello" +
-		"POST /sync/b HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3;ext=1\r\nabc\r\n0\r\nTrailer: x\r\n\r\n" +
+	req := "POST /sync/a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello" +
+		"POST /sync/b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3;ext=1\r\nabc\r\n0\r\nTrailer: x\r\n\r\n" +
 		"GET /sync/c HTTP/1.0\r\n\r\n"
 	got := raw(t, addr, req)
 	for _, want := range []string{"POST /sync/a", "POST /sync/b", "GET /sync/c"} {
@@ -212,7 +220,7 @@ func TestBodiesAreSkipped(t *testing.T) {
 
 func TestHeadHasNoBody(t *testing.T) {
 	_, addr := start(t, &echo{}, nil)
-	got := raw(t, addr, "HEAD /sync/x HTTP/1.1\r\nConnection: close\r\n\r\n")
+	got := raw(t, addr, "HEAD /sync/x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
 	if !strings.HasPrefix(got, "HTTP/1.1 200") || !strings.HasSuffix(got, "\r\n\r\n") || !strings.Contains(got, "Content-Length: 32") {
 		t.Fatalf("got %q", got)
 	}
@@ -235,7 +243,7 @@ func TestSlowRequestGets408(t *testing.T) {
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(6 * time.Second))
 	begun := time.Now()
-	for _, part := range []string{"GET /sync", "/1 HTTP/1.1\r\n", "X-A: b\r\n"} {
+	for _, part := range []string{"GET /sync", "/1 HTTP/1.1\r\nHost: x\r\n", "X-A: b\r\n"} {
 		if _, err := io.WriteString(c, part); err != nil {
 			break
 		}
@@ -282,7 +290,7 @@ func TestTooManyConnections(t *testing.T) {
 		}
 	}()
 	time.Sleep(50 * time.Millisecond)
-	if got := raw(t, addr, "GET /sync/1 HTTP/1.1\r\n\r\n"); !strings.HasPrefix(got, "HTTP/1.1 503") {
+	if got := raw(t, addr, "GET /sync/1 HTTP/1.1\r\nHost: x\r\n\r\n"); !strings.HasPrefix(got, "HTTP/1.1 503") {
 		t.Fatalf("third connection got %q", got)
 	}
 	for _, c := range held {
@@ -290,7 +298,7 @@ func TestTooManyConnections(t *testing.T) {
 	}
 	held = nil
 	time.Sleep(50 * time.Millisecond)
-	if got := raw(t, addr, "GET /sync/1 HTTP/1.1\r\nConnection: close\r\n\r\n"); !strings.HasPrefix(got, "HTTP/1.1 200") {
+	if got := raw(t, addr, "GET /sync/1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"); !strings.HasPrefix(got, "HTTP/1.1 200") {
 		t.Fatalf("after the others closed: %q", got)
 	}
 }
@@ -320,7 +328,7 @@ func TestShutdownAnswersInFlight(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer idle.Close()
-	_, _ = io.WriteString(busy, "GET /hold/1 HTTP/1.1\r\n\r\n")
+	_, _ = io.WriteString(busy, "GET /hold/1 HTTP/1.1\r\nHost: x\r\n\r\n")
 	waitFor(t, func() bool { return e.served.Load() == 1 })
 
 	shut := make(chan error, 1)
@@ -331,7 +339,7 @@ func TestShutdownAnswersInFlight(t *testing.T) {
 	}()
 	waitFor(t, s.Closing)
 	_ = idle.SetDeadline(time.Now().Add(3 * time.Second))
-	_, _ = io.WriteString(idle, "GET /sync/late HTTP/1.1\r\n\r\n")
+	_, _ = io.WriteString(idle, "GET /sync/late HTTP/1.1\r\nHost: x\r\n\r\n")
 	if b, _ := io.ReadAll(idle); !strings.HasPrefix(string(b), "HTTP/1.1 200") || !strings.Contains(string(b), "Connection: close") {
 		t.Fatalf("late request on an idle connection: %q", b)
 	}
@@ -427,7 +435,7 @@ func TestLargeResponsesToASlowReader(t *testing.T) {
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(20 * time.Second))
 	// Two pipelined requests, then read slowly at first.
-	if _, err := io.WriteString(c, "GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n"); err != nil {
+	if _, err := io.WriteString(c, "GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(200 * time.Millisecond)
@@ -464,7 +472,7 @@ func TestStuckReaderIsDisconnected(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if _, err := io.WriteString(c, "GET /a HTTP/1.1\r\n\r\n"); err != nil {
+	if _, err := io.WriteString(c, "GET /a HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
 	// Never read: the server must give up about WriteTimeout after the
@@ -485,7 +493,7 @@ func TestHalfClosedClient(t *testing.T) {
 		}
 		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
 		kind := []string{"sync", "async"}[i%2]
-		if _, err := fmt.Fprintf(c, "GET /%s/1 HTTP/1.1\r\n\r\nGET /%s/2 HTTP/1.1\r\n\r\n", kind, kind); err != nil {
+		if _, err := fmt.Fprintf(c, "GET /%s/1 HTTP/1.1\r\nHost: x\r\n\r\nGET /%s/2 HTTP/1.1\r\nHost: x\r\n\r\n", kind, kind); err != nil {
 			t.Fatal(err)
 		}
 		if err := c.(*net.TCPConn).CloseWrite(); err != nil {
