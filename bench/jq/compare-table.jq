@@ -26,15 +26,18 @@ def coalesce_label: if . == "coalesce-on" then "on" else "off" end;
   "server: storefront serve \(.config.server_flags | if . == "" then "(defaults)" else . end) --coalesce=on|off",
   "max: closed model, \(.config.closed_s) s after a \(.config.warmup_s) s warm-up; half: open model, \(.config.open_s) s at half the max rate; ms corrected for coordinated omission",
   "rate / static from CPU: (static's srv+PG+gen µs/req) / (the route's), the ratio expected on a machine running nothing else",
+  "half: srv+PG+gen µs/req of the open-model run, and how many times the closed run's; cores busy: the whole machine's CPU during it (of \(.machine.nproc))",
   "req/s: answers other than 5xx per second; CPU µs per request = CPU seconds of the run / those answers (server: storefront; PG: postmaster and all its children; gen: the load generator; other: the rest of the machine, in cores)",
   "",
-  ((["route", "coalesce", "conns", "req/s max", "p50 / p99 max", "p50 / p99 half", "late half", "errors", "server µs/req", "PG µs/req", "srv+PG µs/req", "gen µs/req", "other cores", "RSS MB", "rate / static", "rate / static from CPU"]
+  ((["route", "coalesce", "conns", "req/s max", "p50 / p99 max", "p50 / p99 half", "srv+PG+gen µs/req half (× max)", "cores busy half", "late half", "errors", "server µs/req", "PG µs/req", "srv+PG µs/req", "gen µs/req", "other cores", "RSS MB", "rate / static", "rate / static from CPU"]
     + (if $wrk then ["wrk req/s", "wrk gen µs/req", "wrk srv+PG µs/req", "wrk rate / static"] else [] end)) as $h
    | ($h | mdrow), mdsep($h | length)),
   ($lines[] |
     ([ .route, (.server | coalesce_label), (.conns | tostring), (.closed.ok_rate | int),
       "\(.closed.p50 | fmt(2)) / \(.closed.p99 | fmt(2))",
       (if .open then "\(.open.p50 | fmt(2)) / \(.open.p99 | fmt(2))" else dash end),
+      (if .open then "\(.open.total_us + .open.gen_us | fmt(1)) (\((.open.total_us + .open.gen_us) / (.closed.total_us + .closed.gen_us) | fmt(1))×)" else dash end),
+      (if .open then (.open.machine_cores | fmt(2)) else dash end),
       (.open.late_sends | int),
       ((.closed.errors + (.open.errors // 0)) | int),
       (.closed.server_us | fmt(1)), (.closed.pg_us | fmt(1)), (.closed.total_us | fmt(1)), (.closed.gen_us | fmt(1)),
