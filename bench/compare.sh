@@ -7,6 +7,10 @@
 # 1..1M, /products/{id} and /inventory/{id} uniform over 1..100k, the
 # catalog-zipf mix) and each connection count: a warm-up, a closed-model
 # run for the maximum rate, then an open-model run at half of it for p99.
+# Before each database-backed route's closed run, the static route runs
+# again (warm-up and closed run alike), so that its rate can be compared
+# with a static rate taken seconds earlier: this machine's speed drifts over
+# minutes by up to a third (--no-pairs skips these runs).
 # Around every run, bench/proccpu reads utime+stime of storefront and of
 # every PostgreSQL process (the postmaster and its children) from
 # /proc/<pid>/stat, and the load generator's rusage: CPU µs per request =
@@ -33,7 +37,7 @@
 # most of a closed-model load with an instant 503 would measure something
 # else. "req/s" counts answers other than 5xx; CPU is per such answer.
 #
-# About 6 minutes with the defaults (+1½ with --wrk, +5 per extra
+# About 8 minutes with the defaults (+1½ with --wrk, +5 per extra
 # connection count). Loopback only; every process it starts is stopped by
 # pid on exit, Ctrl-C included.
 set -euo pipefail
@@ -49,6 +53,7 @@ BUSY_S=${BUSY_S:-10}
 MEMORY=${MEMORY:-1}
 WRK=${WRK:-0}
 PROFILE=${PROFILE:-0}
+PAIRS=${PAIRS:-1}
 SERVER_FLAGS=${SERVER_FLAGS-default}
 
 usage() {
@@ -56,7 +61,7 @@ usage() {
 	echo "flags: --closed SECONDS ($CLOSED_S) --open SECONDS ($OPEN_S) --warmup SECONDS ($WARMUP_S)"
 	echo "       --connections 'N M' ($CONNS_LIST) --routes 'A B' ($ROUTES)"
 	echo "       --idle-conns N ($IDLE_CONNS) --busy-conns N ($BUSY_CONNS) --busy SECONDS ($BUSY_S) --no-memory"
-	echo "       --wrk --profile --server-flags 'FLAGS' (default: --shed=false)"
+	echo "       --no-pairs --wrk --profile --server-flags 'FLAGS' (default: --shed=false)"
 	echo "env:   BENCH_DATA_DIR, BENCH_USERS, BENCH_PRODUCTS"
 }
 
@@ -71,6 +76,7 @@ while [ $# -gt 0 ]; do
 	--busy-conns) BUSY_CONNS=$2; shift ;;
 	--busy) BUSY_S=$2; shift ;;
 	--no-memory) MEMORY=0 ;;
+	--no-pairs) PAIRS=0 ;;
 	--wrk) WRK=1 ;;
 	--profile) PROFILE=1 ;;
 	--server-flags) SERVER_FLAGS=$2; shift ;;
@@ -178,6 +184,12 @@ for coalesce in on off; do
 	for route in $ROUTES; do
 		for conns in $CONNS_LIST; do
 			name=$server-$route-c$conns
+			if [ "$PAIRS" = 1 ] && [ "$route" != static ]; then
+				log "$name: the static route just before: warm-up ${WARMUP_S}s, closed ${CLOSED_S}s"
+				warm_up static "$conns" "$WARMUP_S"
+				measure_loadgen "$OUT/$name-static-pair" static "$conns" "$CLOSED_S"
+				rows+=("$(row "$server" "$route" "$conns" static-pair "$OUT/$name-static-pair")")
+			fi
 			log "$name: warm-up ${WARMUP_S}s, closed ${CLOSED_S}s"
 			warm_up "$route" "$conns" "$WARMUP_S"
 			mkdir -p "$OUT/$name-closed"

@@ -16,6 +16,7 @@ def coalesce_label: if . == "coalesce-on" then "on" else "off" end;
 | def runs($s; $r; $c): {
     closed: ([$rows[] | select(.server == $s and .route == $r and .conns == $c and .model == "closed" and .generator == "loadgen")] | first),
     open: ([$rows[] | select(.server == $s and .route == $r and .conns == $c and .model == "open")] | first),
+    pair: ([$rows[] | select(.server == $s and .route == $r and .conns == $c and .model == "static-pair")] | first),
     wrk: ([$rows[] | select(.server == $s and .route == $r and .conns == $c and .generator == "wrk")] | first)
   };
   ([$rows[] | .server] | unique | sort | reverse) as $servers
@@ -25,11 +26,12 @@ def coalesce_label: if . == "coalesce-on" then "on" else "off" end;
 | "storefront \(.machine.commit) · \(.machine.nproc) CPUs (\(.machine.cpu)), \(.machine.memory) · \(.config.users | int) users, \(.config.products | int) products",
   "server: storefront serve \(.config.server_flags | if . == "" then "(defaults)" else . end) --coalesce=on|off",
   "max: closed model, \(.config.closed_s) s after a \(.config.warmup_s) s warm-up; half: open model, \(.config.open_s) s at half the max rate; ms corrected for coordinated omission",
+  "rate / static just before: against the static route's closed run made right before this route's (its req/s in brackets); the machine's speed drifts over minutes",
   "rate / static from CPU: (static's srv+PG+gen µs/req) / (the route's), the ratio expected on a machine running nothing else",
   "half: srv+PG+gen µs/req of the open-model run, and how many times the closed run's; cores busy: the whole machine's CPU during it (of \(.machine.nproc))",
   "req/s: answers other than 5xx per second; CPU µs per request = CPU seconds of the run / those answers (server: storefront; PG: postmaster and all its children; gen: the load generator; other: the rest of the machine, in cores)",
   "",
-  ((["route", "coalesce", "conns", "req/s max", "p50 / p99 max", "p50 / p99 half", "srv+PG+gen µs/req half (× max)", "cores busy half", "late half", "errors", "server µs/req", "PG µs/req", "srv+PG µs/req", "gen µs/req", "other cores", "RSS MB", "rate / static", "rate / static from CPU"]
+  ((["route", "coalesce", "conns", "req/s max", "p50 / p99 max", "p50 / p99 half", "srv+PG+gen µs/req half (× max)", "cores busy half", "late half", "errors", "server µs/req", "PG µs/req", "srv+PG µs/req", "gen µs/req", "other cores", "RSS MB", "rate / static", "rate / static just before", "rate / static from CPU"]
     + (if $wrk then ["wrk req/s", "wrk gen µs/req", "wrk srv+PG µs/req", "wrk rate / static"] else [] end)) as $h
    | ($h | mdrow), mdsep($h | length)),
   ($lines[] |
@@ -43,6 +45,7 @@ def coalesce_label: if . == "coalesce-on" then "on" else "off" end;
       (.closed.server_us | fmt(1)), (.closed.pg_us | fmt(1)), (.closed.total_us | fmt(1)), (.closed.gen_us | fmt(1)),
       (.closed.other_cores | fmt(2)), (.closed.rss_max_mb | fmt(0)),
       (if .static.closed then (.closed.ok_rate / .static.closed.ok_rate | pct) else dash end),
+      (if .pair then "\(.closed.ok_rate / .pair.ok_rate | pct) (\(.pair.ok_rate | int))" elif .route == "static" then "100%" else dash end),
       (if .static.closed then (cpu_ratio(.static.closed; .closed) | pct) else dash end) ]
     + (if $wrk then [ (.wrk.ok_rate | int), (.wrk.gen_us | fmt(1)), (.wrk.total_us | fmt(1)),
         (if .wrk and .static.wrk then (.wrk.ok_rate / .static.wrk.ok_rate | pct) else dash end) ] else [] end))
@@ -58,6 +61,9 @@ def coalesce_label: if . == "coalesce-on" then "on" else "off" end;
       def cell(w; show; $ok): if w == null then dash else "\(w | show) (\(w | .route)) \(verdict($ok))" end;
       ( ["DB rate / static rate ≥ 75% (worst route)"]
         + [ $servers[] as $s | worst($s; (if .static.closed then .closed.ok_rate / .static.closed.ok_rate else null end); "high")
+            | cell(.; .v | pct; (if . then .v >= 0.75 else null end)) ] | mdrow ),
+      ( ["the same against the static run just before it (worst route)"]
+        + [ $servers[] as $s | worst($s; (if .pair then .closed.ok_rate / .pair.ok_rate else null end); "high")
             | cell(.; .v | pct; (if . then .v >= 0.75 else null end)) ] | mdrow ),
       ( ["the same from CPU per request (worst route)"]
         + [ $servers[] as $s | worst($s; (if .static.closed then cpu_ratio(.static.closed; .closed) else null end); "high")
