@@ -231,6 +231,7 @@ var (
 	refuseMalformed   = refusal{400, "malformed HTTP request"}
 	refuseVersion     = refusal{400, "HTTP version not supported; use HTTP/1.1"}
 	refuseCoding      = refusal{400, "transfer coding not supported; send Content-Length or chunked"}
+	refuseHost        = refusal{400, "an HTTP/1.1 request needs exactly one Host header"}
 	refuseHeaders     = refusal{431, "request headers too large"}
 	refuseBody        = refusal{413, "request body too large"}
 	refuseSlow        = refusal{408, "request not received in time"}
@@ -247,6 +248,8 @@ func refusalOf(st parseStatus) refusal {
 		return refuseVersion
 	case notImplemented:
 		return refuseCoding
+	case hostMissing:
+		return refuseHost
 	default:
 		return refuseMalformed
 	}

@@ -28,6 +28,7 @@ const (
 	bodyTooLarge       // 413
 	versionUnsupported // 505
 	notImplemented     // 501: a transfer coding other than chunked
+	hostMissing        // 400: HTTP/1.1 without a Host header, or two of them
 )
 
 var (
@@ -149,7 +150,7 @@ func parseRequest(b []byte, headLen, maxBody int, r *request) parseStatus {
 	// RFC 9112 3.2: an HTTP/1.1 request has exactly one Host header; no
 	// request has two.
 	if hosts > 1 || (hosts == 0 && !r.http10) {
-		return malformed
+		return hostMissing
 	}
 	if chunked && sawLength {
 		return malformed // request smuggling shape: refuse

@@ -198,6 +198,9 @@ func TestRefusals(t *testing.T) {
 			if !strings.HasPrefix(got, want) || !strings.Contains(got, "Connection: close") {
 				t.Fatalf("got %q, want %q... with Connection: close", got, want)
 			}
+			if strings.Contains(tc.name, "host") && !strings.Contains(got, "needs exactly one Host header") {
+				t.Fatalf("got %q, want the reason to name the Host header", got)
+			}
 		})
 	}
 }
