@@ -156,7 +156,10 @@ func (c *conn) serveLocked(l *loop, b []byte) int {
 		// RFC 9112 2.2: one empty line before a request line is ignored
 		// (some clients send a CRLF after a body); a second one is a
 		// malformed request, answered at once rather than waited on.
-		if c.scanFrom == 0 && !c.reqStarted && (b[used] == '\n' || (b[used] == '\r' && used+1 < len(b) && b[used+1] == '\n')) {
+		if c.scanFrom == 0 && !c.reqStarted && b[used] == '\r' && used+1 == len(b) {
+			return used // a CR alone: its LF may be in the next read
+		}
+		if c.scanFrom == 0 && !c.reqStarted && (b[used] == '\n' || (b[used] == '\r' && b[used+1] == '\n')) {
 			if c.skippedEmpty {
 				c.refuseLocked(refuseMalformed)
 				return len(b)
@@ -231,7 +234,7 @@ var (
 	refuseMalformed   = refusal{400, "malformed HTTP request"}
 	refuseVersion     = refusal{400, "HTTP version not supported; use HTTP/1.1"}
 	refuseCoding      = refusal{400, "transfer coding not supported; send Content-Length or chunked"}
-	refuseHost        = refusal{400, "an HTTP/1.1 request needs exactly one Host header"}
+	refuseHost        = refusal{400, "Host header missing or repeated; send exactly one"}
 	refuseHeaders     = refusal{431, "request headers too large"}
 	refuseBody        = refusal{413, "request body too large"}
 	refuseSlow        = refusal{408, "request not received in time"}

@@ -73,7 +73,7 @@ func FuzzParseRequest(f *testing.F) {
 		// body and close the connection after answering, so no request
 		// follows for the two to disagree on.
 		// (net/http also deletes the header, so look at the bytes.)
-		if req.ProtoMinor == 0 && bytes.Contains(bytes.ToLower(b[:h]), []byte("\ntransfer-encoding")) {
+		if req.ProtoMinor == 0 && bytes.Contains(bytes.ToLower(b[:h]), []byte("\ntransfer-encoding:")) {
 			if !r.close {
 				t.Fatalf("HTTP/1.0 with Transfer-Encoding must close the connection")
 			}

@@ -183,6 +183,32 @@ func TestEmptyLineBeforeRequestIsIgnored(t *testing.T) {
 // RFC 9112 §6.1: an HTTP/1.0 request with Transfer-Encoding has faulty
 // framing: the server MUST close the connection after it (an HTTP/1.0
 // intermediary may have framed it differently).
+// The CRLF a client sends after a body may arrive split: a CR in one
+// read, its LF in the next. That is still the one empty line to ignore.
+func TestEmptyLineSplitAcrossReads(t *testing.T) {
+	_, addr := start(t, &echo{}, nil)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	for _, part := range []string{
+		"POST /sync/a HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi",
+		"\r",
+		"\nGET /sync/b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+	} {
+		if _, err := io.WriteString(c, part); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(50 * time.Millisecond) // each part in a read of its own
+	}
+	b, _ := io.ReadAll(c)
+	if got := string(b); strings.Count(got, "HTTP/1.1 200") != 2 {
+		t.Fatalf("want two 200s, got %q", got)
+	}
+}
+
 func TestHTTP10ChunkedRequestCloses(t *testing.T) {
 	_, addr := start(t, &echo{}, nil)
 	got := raw(t, addr, "POST /sync/a HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /sync/b HTTP/1.0\r\n\r\n")

@@ -198,7 +198,7 @@ func TestRefusals(t *testing.T) {
 			if !strings.HasPrefix(got, want) || !strings.Contains(got, "Connection: close") {
 				t.Fatalf("got %q, want %q... with Connection: close", got, want)
 			}
-			if strings.Contains(tc.name, "host") && !strings.Contains(got, "needs exactly one Host header") {
+			if strings.Contains(tc.name, "host") && !strings.Contains(got, "Host header missing or repeated") {
 				t.Fatalf("got %q, want the reason to name the Host header", got)
 			}
 		})
