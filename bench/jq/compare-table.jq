@@ -44,8 +44,8 @@ def coalesce_label: if . == "coalesce-on" then "on" else "off" end;
       ((.closed.errors + (.open.errors // 0)) | int),
       (.closed.server_us | fmt(1)), (.closed.pg_us | fmt(1)), (.closed.total_us | fmt(1)), (.closed.gen_us | fmt(1)),
       (.closed.other_cores | fmt(2)), (.closed.rss_max_mb | fmt(0)),
-      (if .static.closed then (.closed.ok_rate / .static.closed.ok_rate | pct) else dash end),
-      (if .pair then "\(.closed.ok_rate / .pair.ok_rate | pct) (\(.pair.ok_rate | int))" elif .route == "static" then "100%" else dash end),
+      (if .static.closed.ok_rate > 0 then (.closed.ok_rate / .static.closed.ok_rate | pct) else dash end),
+      (if .pair.ok_rate > 0 then "\(.closed.ok_rate / .pair.ok_rate | pct) (\(.pair.ok_rate | int))" elif .route == "static" then "100%" else dash end),
       (if .static.closed then (cpu_ratio(.static.closed; .closed) | pct) else dash end) ]
     + (if $wrk then [ (.wrk.ok_rate | int), (.wrk.gen_us | fmt(1)), (.wrk.total_us | fmt(1)),
         (if .wrk and .static.wrk then (.wrk.ok_rate / .static.wrk.ok_rate | pct) else dash end) ] else [] end))
@@ -60,10 +60,10 @@ def coalesce_label: if . == "coalesce-on" then "on" else "off" end;
         | if length == 0 then null elif better == "high" then min_by(.v) else max_by(.v) end;
       def cell(w; show; $ok): if w == null then dash else "\(w | show) (\(w | .route)) \(verdict($ok))" end;
       ( ["DB rate / static rate ≥ 75% (worst route)"]
-        + [ $servers[] as $s | worst($s; (if .static.closed then .closed.ok_rate / .static.closed.ok_rate else null end); "high")
+        + [ $servers[] as $s | worst($s; (if .static.closed.ok_rate > 0 then .closed.ok_rate / .static.closed.ok_rate else null end); "high")
             | cell(.; .v | pct; (if . then .v >= 0.75 else null end)) ] | mdrow ),
       ( ["the same against the static run just before it (worst route)"]
-        + [ $servers[] as $s | worst($s; (if .pair then .closed.ok_rate / .pair.ok_rate else null end); "high")
+        + [ $servers[] as $s | worst($s; (if .pair.ok_rate > 0 then .closed.ok_rate / .pair.ok_rate else null end); "high")
             | cell(.; .v | pct; (if . then .v >= 0.75 else null end)) ] | mdrow ),
       ( ["the same from CPU per request (worst route)"]
         + [ $servers[] as $s | worst($s; (if .static.closed then cpu_ratio(.static.closed; .closed) else null end); "high")
