@@ -48,6 +48,12 @@ type loop struct {
 	scratch   []byte
 	events    [256]unix.EpollEvent
 	lastSweep int64
+
+	// pollFn is pollEvents bound once, so that wait does not allocate a
+	// closure per call; it leaves its results in polled and pollErr.
+	pollFn  func(fd uintptr) bool
+	polled  int
+	pollErr error
 }
 
 func newLoop(s *Server) (*loop, error) {
@@ -77,7 +83,9 @@ func newLoop(s *Server) (*loop, error) {
 		unix.Close(wfd)
 		return nil, err
 	}
-	return &loop{srv: s, epfd: epfd, epoll: f, raw: raw, wakeFd: wfd, conns: make(map[int32]*conn), scratch: make([]byte, scratchSize)}, nil
+	l := &loop{srv: s, epfd: epfd, epoll: f, raw: raw, wakeFd: wfd, conns: make(map[int32]*conn), scratch: make([]byte, scratchSize)}
+	l.pollFn = l.pollEvents
+	return l, nil
 }
 
 // add registers c. Edge-triggered: every event means "something changed",
@@ -143,15 +151,7 @@ func (l *loop) stop() {
 // wait returns the next events, parking in the runtime's poller while
 // there are none, and n = 0 when the sweep is due.
 func (l *loop) wait() (n int, err error) {
-	var werr error
-	err = l.raw.Read(func(fd uintptr) bool {
-		for {
-			n, werr = unix.EpollWait(int(fd), l.events[:], 0)
-			if werr != unix.EINTR {
-				return n > 0 || werr != nil
-			}
-		}
-	})
+	err = l.raw.Read(l.pollFn)
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		_ = l.epoll.SetReadDeadline(time.Now().Add(sweepEvery))
 		return 0, nil
@@ -159,7 +159,18 @@ func (l *loop) wait() (n int, err error) {
 	if err != nil {
 		return 0, err
 	}
-	return n, werr
+	return l.polled, l.pollErr
+}
+
+// pollEvents asks for events without blocking; false parks wait in the
+// runtime's poller until the epoll descriptor is readable.
+func (l *loop) pollEvents(fd uintptr) bool {
+	for {
+		l.polled, l.pollErr = unix.EpollWait(int(fd), l.events[:], 0)
+		if l.pollErr != unix.EINTR {
+			return l.polled > 0 || l.pollErr != nil
+		}
+	}
 }
 
 // run is the loop itself, until the server stops (the server closes its

@@ -82,9 +82,10 @@ func (db *DB) fetchStock(ctx context.Context, ids []int64, found func(int64, sho
 		*rows = (*rows)[:0]
 		db.stockRows.Put(rows)
 	}()
+	var row stockRow // one destination for the batch, as in fetchUsers
+	dest := row.dest()
 	err := db.query(ctx, func(r pgx.Rows) error {
-		var row stockRow
-		if err := r.Scan(&row.productID, &row.warehouseID, &row.code, &row.onHand, &row.reserved); err != nil {
+		if err := r.Scan(dest...); err != nil {
 			return err
 		}
 		*rows = append(*rows, row)
@@ -144,7 +145,7 @@ type stockRow struct {
 // warehouse when the row has one) and returns the row's product id.
 func scanStockRow(r pgx.Rows, s *shop.Stock) (int64, error) {
 	var row stockRow
-	if err := r.Scan(&row.productID, &row.warehouseID, &row.code, &row.onHand, &row.reserved); err != nil {
+	if err := r.Scan(row.dest()...); err != nil {
 		return 0, err
 	}
 	s.ProductID = row.productID
@@ -152,6 +153,11 @@ func scanStockRow(r pgx.Rows, s *shop.Stock) (int64, error) {
 		s.Warehouses = append(s.Warehouses, row.warehouse())
 	}
 	return row.productID, nil
+}
+
+// dest lists row's fields in the order the stock queries select them.
+func (row *stockRow) dest() []any {
+	return []any{&row.productID, &row.warehouseID, &row.code, &row.onHand, &row.reserved}
 }
 
 func (row *stockRow) warehouse() shop.WarehouseStock {

@@ -109,9 +109,10 @@ func (db *DB) productWhere(ctx context.Context, sql string, arg any) (p shop.Pro
 }
 
 func (db *DB) fetchProducts(ctx context.Context, ids []int64, found func(int64, shop.Product)) error {
+	var p shop.Product // one destination for the batch, as in fetchUsers
+	dest := productDest(&p)
 	return db.query(ctx, func(r pgx.Rows) error {
-		var p shop.Product
-		if err := scanProduct(r, &p); err != nil {
+		if err := r.Scan(dest...); err != nil {
 			return err
 		}
 		found(p.ID, p)
@@ -119,6 +120,11 @@ func (db *DB) fetchProducts(ctx context.Context, ids []int64, found func(int64, 
 	}, sqlProductsByIDs, ids)
 }
 
+// productDest lists p's fields in the order productColumns names them.
+func productDest(p *shop.Product) []any {
+	return []any{&p.ID, &p.SKU, &p.Name, &p.Description, &p.PriceCents, &p.Currency, &p.Category, &p.UpdatedAt}
+}
+
 func scanProduct(r pgx.Rows, p *shop.Product) error {
-	return r.Scan(&p.ID, &p.SKU, &p.Name, &p.Description, &p.PriceCents, &p.Currency, &p.Category, &p.UpdatedAt)
+	return r.Scan(productDest(p)...)
 }

@@ -63,9 +63,12 @@ func (db *DB) userByID(ctx context.Context, id int64) (u shop.User, found bool, 
 }
 
 func (db *DB) fetchUsers(ctx context.Context, ids []int64, found func(int64, shop.User)) error {
+	// One destination for the whole batch: found gets a copy of each row,
+	// and pgx gives every row new strings.
+	var u shop.User
+	dest := userDest(&u)
 	return db.query(ctx, func(r pgx.Rows) error {
-		var u shop.User
-		if err := scanUser(r, &u); err != nil {
+		if err := r.Scan(dest...); err != nil {
 			return err
 		}
 		found(u.ID, u)
@@ -73,8 +76,13 @@ func (db *DB) fetchUsers(ctx context.Context, ids []int64, found func(int64, sho
 	}, sqlUsersByIDs, ids)
 }
 
+// userDest lists u's fields in the order the user queries select them.
+func userDest(u *shop.User) []any {
+	return []any{&u.ID, &u.Username, &u.Email, &u.LastActive}
+}
+
 func scanUser(r pgx.Rows, u *shop.User) error {
-	return r.Scan(&u.ID, &u.Username, &u.Email, &u.LastActive)
+	return r.Scan(userDest(u)...)
 }
 
 // fetchUsersPipelined sends one prepared single-row query per id in a
