@@ -1,4 +1,7 @@
 package postgres
 
-// SQLUsersByIDs is the coalesced user lookup, for plan checks in tests.
-const SQLUsersByIDs = sqlUsersByIDs
+// The coalesced lookups' SQL, for plan checks in tests.
+const (
+	SQLUsersByIDs = sqlUsersByIDs
+	SQLStockByIDs = sqlStockByIDs
+)

@@ -11,11 +11,11 @@ import (
 	"storefront/internal/postgres"
 )
 
-// TestUserLookupIsIndexOnly checks that the coalesced user lookup is
-// answered from the covering index alone, without heap fetches once the
-// table is vacuumed. A column added to the query but not to the index turns
-// this red.
-func TestUserLookupIsIndexOnly(t *testing.T) {
+// TestLookupsAreIndexOnly checks that the coalesced user and stock lookups
+// are answered from covering indexes alone, without heap fetches once the
+// tables are vacuumed. A column added to a query but not to its index, or
+// a migration that drops one of these indexes, turns this red.
+func TestLookupsAreIndexOnly(t *testing.T) {
 	ctx := context.Background()
 	pool, err := pgxpool.New(ctx, pgtest.NewDatabase(t))
 	if err != nil {
@@ -24,10 +24,36 @@ func TestUserLookupIsIndexOnly(t *testing.T) {
 	defer pool.Close()
 	// Seeding vacuums too, but a snapshot held at that moment (autovacuum
 	// analyzing the fresh rows) can keep it from marking pages all-visible.
-	if _, err := pool.Exec(ctx, "VACUUM users"); err != nil {
+	if _, err := pool.Exec(ctx, "VACUUM users, products, inventory"); err != nil {
 		t.Fatal(err)
 	}
-	rows, err := pool.Query(ctx, "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) "+postgres.SQLUsersByIDs, []int64{1, 17, 250, 999, 2500})
+	ids := []int64{1, 17, 250, 999, 2500}
+	for _, tc := range []struct {
+		name    string
+		sql     string
+		indexes []string // each must be scanned index-only
+	}{
+		{"users", postgres.SQLUsersByIDs, []string{"users_live_cover"}},
+		{"stock", postgres.SQLStockByIDs, []string{"products_live", "inventory_pkey"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			text := explain(t, pool, tc.sql, ids)
+			for _, index := range tc.indexes {
+				if !strings.Contains(text, "Index Only Scan using "+index+" ") {
+					t.Errorf("no index-only scan using %s:\n%s", index, text)
+				}
+			}
+			if strings.Contains(text, "Heap Fetches:") && strings.Count(text, "Heap Fetches: 0") != strings.Count(text, "Heap Fetches:") {
+				t.Errorf("index-only scans fetched heap rows:\n%s", text)
+			}
+		})
+	}
+}
+
+// explain returns the EXPLAIN ANALYZE output of sql run with ids.
+func explain(t *testing.T, pool *pgxpool.Pool, sql string, ids []int64) string {
+	t.Helper()
+	rows, err := pool.Query(context.Background(), "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) "+sql, ids)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,8 +68,5 @@ func TestUserLookupIsIndexOnly(t *testing.T) {
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
-	text := strings.Join(plan, "\n")
-	if !strings.Contains(text, "Index Only Scan using users_live_cover") || !strings.Contains(text, "Heap Fetches: 0") {
-		t.Errorf("user lookup is not an index-only scan without heap fetches:\n%s", text)
-	}
+	return strings.Join(plan, "\n")
 }
