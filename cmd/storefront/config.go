@@ -112,6 +112,7 @@ func bindServeFlags(fs *flag.FlagSet, c *Config) {
 	fs.BoolVar(&c.DB.Coalesce, "coalesce", c.DB.Coalesce, "merge concurrent lookups into one query per round trip")
 	fs.IntVar(&c.DB.MaxBatch, "coalesce-max-batch", c.DB.MaxBatch, "most ids in one coalesced query")
 	fs.IntVar(&c.DB.BatchesInFlight, "coalesce-in-flight", c.DB.BatchesInFlight, "most coalesced queries of one kind running at once")
+	fs.IntVar(&c.DB.QueriesInFlight, "coalesce-queries", c.DB.QueriesInFlight, "most coalesced queries of all kinds running at once (0: no limit but --coalesce-in-flight per kind)")
 	fs.StringVar(&c.DB.BatchMode, "coalesce-mode", c.DB.BatchMode, "how a coalesced user batch is sent: any (one = ANY($1) query) or pipeline (pipelined single-row queries); for measurement")
 
 	fs.DurationVar(&c.HTTP.RequestTimeout, "request-timeout", c.HTTP.RequestTimeout, "deadline for the database work of one request")

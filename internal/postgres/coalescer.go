@@ -46,6 +46,7 @@ type Coalescer[K comparable, V any] struct {
 	maxBatch     int
 	maxInFlight  int
 	batchTimeout time.Duration
+	gate         *Gate // nil: no limit shared with other coalescers
 
 	mu      sync.Mutex
 	queue   []*call[K, V]
@@ -144,6 +145,17 @@ func NewCoalescer[K comparable, V any](maxBatch, maxInFlight int, batchTimeout t
 // lookup.
 func (c *Coalescer[K, V]) WithNotFound(f func(K) error) *Coalescer[K, V] {
 	c.notFound = f
+	return c
+}
+
+// WithGate makes every query of c hold a slot of g while it runs, and
+// returns c. Coalescers of different shapes sharing one gate take turns at
+// PostgreSQL: while one shape's query runs, the others' lookups keep
+// queueing, and a batch that waited for the gate takes in, before its query
+// starts, whatever queued up behind it meanwhile. Call it before the first
+// lookup.
+func (c *Coalescer[K, V]) WithGate(g *Gate) *Coalescer[K, V] {
+	c.gate = g
 	return c
 }
 
@@ -310,8 +322,19 @@ func (c *Coalescer[K, V]) finishLocked(b *batch[K, V]) {
 // answering calls whose deadline has passed instead of querying for them.
 // nil means the queue is empty.
 func (c *Coalescer[K, V]) takeLocked(now time.Time) *batch[K, V] {
-	n := 0
 	b := c.newBatch()
+	c.fillLocked(b, now)
+	if len(b.calls) == 0 {
+		c.freeBatch(b)
+		return nil
+	}
+	return b
+}
+
+// fillLocked moves live calls from the head of the queue into b until b
+// holds maxBatch, answering calls whose deadline has passed instead.
+func (c *Coalescer[K, V]) fillLocked(b *batch[K, V], now time.Time) {
+	n := 0
 	for _, cl := range c.queue {
 		if len(b.calls) == c.maxBatch {
 			break
@@ -329,11 +352,26 @@ func (c *Coalescer[K, V]) takeLocked(now time.Time) *batch[K, V] {
 	rest := copy(c.queue, c.queue[n:])
 	clear(c.queue[rest:])
 	c.queue = c.queue[:rest]
-	if len(b.calls) == 0 {
-		c.freeBatch(b)
-		return nil
+}
+
+// topUp is for a batch that waited for the gate: it takes in the lookups
+// that queued up meanwhile, up to maxBatch, and makes sure the sweeper
+// watches the first of them (the earliest deadline) against b's end.
+func (c *Coalescer[K, V]) topUp(b *batch[K, V]) {
+	c.mu.Lock()
+	had := len(b.calls)
+	if had < c.maxBatch && len(c.queue) > 0 {
+		c.fillLocked(b, time.Now())
+		if len(b.calls) > had {
+			first := b.calls[had]
+			for i := range c.running {
+				if c.running[i] == b && !first.deadline.IsZero() && first.deadline.Before(c.ends[i]) {
+					c.sweepByLocked(first.deadline)
+				}
+			}
+		}
 	}
-	return b
+	c.unlockAndReply()
 }
 
 // expireLocked answers cl EUNAVAILABLE unless someone answered first. A
@@ -467,13 +505,24 @@ func (c *Coalescer[K, V]) next(b *batch[K, V]) *batch[K, V] {
 // connection, so the retry runs on a fresh one.
 func (c *Coalescer[K, V]) execute(b *batch[K, V]) (replies bool, err error) {
 	c.batches.Add(1)
+	ctx, cancel := context.WithTimeout(context.Background(), c.batchTimeout)
+	defer cancel()
+	if c.gate != nil {
+		err = c.gate.enter(ctx)
+		if err == nil {
+			defer c.gate.leave()
+			c.topUp(b)
+		}
+	}
 	for _, cl := range b.calls {
 		replies = replies || cl.r != nil
 		if !containsKey(b.keys, cl.key) {
 			b.keys = append(b.keys, cl.key)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), c.batchTimeout)
+	if err != nil {
+		return replies, errQueueTimeout
+	}
 	err = c.fetch(ctx, b.keys, b.found)
 	if err != nil && retryable(ctx, err) {
 		var zero V
@@ -482,7 +531,6 @@ func (c *Coalescer[K, V]) execute(b *batch[K, V]) (replies bool, err error) {
 		}
 		err = c.fetch(ctx, b.keys, b.found)
 	}
-	cancel()
 	return replies, translate(err)
 }
 
@@ -529,3 +577,35 @@ func containsKey[K comparable](keys []K, k K) bool {
 	}
 	return false
 }
+
+// A Gate bounds how many coalesced queries run at once across the
+// coalescers that share it (see WithGate). On a database with few cores,
+// one query at a time makes each query larger: the fixed cost of a round
+// trip (a wake-up of the backend, the executor's start-up) is shared by
+// more lookups.
+type Gate struct {
+	slots chan struct{}
+}
+
+// NewGate returns a gate letting n queries through at once.
+func NewGate(n int) *Gate {
+	return &Gate{slots: make(chan struct{}, n)}
+}
+
+// enter waits for a slot until ctx ends.
+func (g *Gate) enter(ctx context.Context) error {
+	select {
+	case g.slots <- struct{}{}:
+		return nil
+	default:
+	}
+	select {
+	case g.slots <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// leave frees the slot taken by enter.
+func (g *Gate) leave() { <-g.slots }

@@ -670,3 +670,112 @@ func BenchmarkCoalescerSubmit(b *testing.B) {
 	lookups, batches := c.Stats()
 	b.ReportMetric(float64(lookups)/float64(batches), "lookups/batch")
 }
+
+// TestCoalescerGateTakesTurnsAndTopsUp checks the shared gate: two
+// coalescers sharing a gate of one never query at once, and a batch that
+// waited for the gate takes in the lookups that queued behind it meanwhile,
+// each still answered with its own row.
+func TestCoalescerGateTakesTurnsAndTopsUp(t *testing.T) {
+	gate := NewGate(1)
+	var running, overlap atomic.Int64
+	release := make(chan struct{})
+	var usersKeys [][]int64
+	var mu sync.Mutex
+	fetch := func(hold bool) FetchFunc[int64, int64] {
+		return func(ctx context.Context, keys []int64, found func(int64, int64)) error {
+			if running.Add(1) > 1 {
+				overlap.Add(1)
+			}
+			defer running.Add(-1)
+			if hold {
+				<-release
+			} else {
+				mu.Lock()
+				usersKeys = append(usersKeys, slices.Clone(keys))
+				mu.Unlock()
+			}
+			for _, k := range keys {
+				found(k, -k)
+			}
+			return nil
+		}
+	}
+	products := NewCoalescer(64, 1, 5*time.Second, fetch(true)).WithGate(gate)
+	users := NewCoalescer(64, 1, 5*time.Second, fetch(false)).WithGate(gate)
+
+	held := make(chan error, 1)
+	go func() {
+		_, _, err := products.Get(context.Background(), 1)
+		held <- err
+	}()
+	for running.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	// The first user lookup starts a batch, which waits for the gate; the
+	// others queue behind it and must join it once the gate opens.
+	const n = 20
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			key := int64(100 + i)
+			v, ok, err := users.Get(context.Background(), key)
+			if err != nil || !ok || v != -key {
+				t.Errorf("user %d: got %d, %v, %v", key, v, ok, err)
+			}
+		}()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		users.mu.Lock()
+		queued, batches := len(users.queue), len(users.running)
+		users.mu.Unlock()
+		if queued == n-1 && batches == 1 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(release)
+	wg.Wait()
+	if err := <-held; err != nil {
+		t.Fatalf("held product lookup: %v", err)
+	}
+	if overlap.Load() != 0 {
+		t.Errorf("%d queries ran while another held the gate", overlap.Load())
+	}
+	if len(usersKeys) != 1 || len(usersKeys[0]) != n {
+		t.Errorf("user queries = %v, want one query with all %d keys", usersKeys, n)
+	}
+}
+
+// TestCoalescerGateWaitEndsAtBatchTimeout checks that a batch never waits
+// for the gate past its batch timeout: its lookups get EUNAVAILABLE, and the
+// coalescer serves the next lookups once the gate frees.
+func TestCoalescerGateWaitEndsAtBatchTimeout(t *testing.T) {
+	gate := NewGate(1)
+	gate.slots <- struct{}{} // someone else holds the only slot
+	var queries atomic.Int64
+	c := NewCoalescer(64, 1, 50*time.Millisecond, func(ctx context.Context, keys []int64, found func(int64, int64)) error {
+		queries.Add(1)
+		for _, k := range keys {
+			found(k, k)
+		}
+		return nil
+	}).WithGate(gate)
+	start := time.Now()
+	_, _, err := c.Get(context.Background(), 7)
+	if shop.ErrorCode(err) != shop.EUNAVAILABLE {
+		t.Fatalf("lookup behind a closed gate: %v, want EUNAVAILABLE", err)
+	}
+	if waited := time.Since(start); waited > 2*time.Second {
+		t.Errorf("waited %v for a 50ms batch timeout", waited)
+	}
+	if queries.Load() != 0 {
+		t.Errorf("%d queries ran without the gate", queries.Load())
+	}
+	gate.leave()
+	if v, ok, err := c.Get(context.Background(), 8); err != nil || !ok || v != 8 {
+		t.Errorf("lookup after the gate freed: %d, %v, %v", v, ok, err)
+	}
+}

@@ -40,6 +40,10 @@ type Config struct {
 	// BatchesInFlight caps how many coalesced queries of one shape run at
 	// once; lookups arriving meanwhile join the next batch.
 	BatchesInFlight int
+	// QueriesInFlight caps the coalesced queries of all shapes together
+	// (0: only BatchesInFlight per shape). While one shape's query runs,
+	// the others' lookups gather into larger batches.
+	QueriesInFlight int
 	// BatchMode is how a coalesced user batch reaches PostgreSQL:
 	// "any" (one "= ANY($1)" query) or "pipeline" (one prepared single-row
 	// query per id, all sent in one pipelined round trip). Kept for
@@ -59,6 +63,7 @@ func DefaultConfig() Config {
 		Coalesce:              true,
 		MaxBatch:              128,
 		BatchesInFlight:       1,
+		QueriesInFlight:       1,
 		BatchMode:             "any",
 	}
 }
@@ -95,6 +100,9 @@ func (c Config) Validate() error {
 	}
 	if c.BatchesInFlight < 1 {
 		errs = append(errs, errors.New("batches in flight must be >= 1"))
+	}
+	if c.QueriesInFlight < 0 {
+		errs = append(errs, errors.New("coalesced queries in flight must be >= 0"))
 	}
 	return errors.Join(errs...)
 }
@@ -155,12 +163,16 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*DB, error) {
 	if cfg.BatchMode == "pipeline" {
 		fetchUsers = db.fetchUsersPipelined
 	}
+	var gate *Gate
+	if cfg.QueriesInFlight > 0 {
+		gate = NewGate(cfg.QueriesInFlight)
+	}
 	db.users = NewCoalescer(cfg.MaxBatch, cfg.BatchesInFlight, db.batchTimeout(), fetchUsers).
-		WithNotFound(errUserNotFound)
+		WithNotFound(errUserNotFound).WithGate(gate)
 	db.products = NewCoalescer(cfg.MaxBatch, cfg.BatchesInFlight, db.batchTimeout(), db.fetchProducts).
-		WithNotFound(errProductNotFound)
+		WithNotFound(errProductNotFound).WithGate(gate)
 	db.inventory = NewCoalescer(cfg.MaxBatch, cfg.BatchesInFlight, db.batchTimeout(), db.fetchStock).
-		WithNotFound(errProductNotFound)
+		WithNotFound(errProductNotFound).WithGate(gate)
 
 	pingCtx, cancel := context.WithTimeout(ctx, pc.ConnConfig.ConnectTimeout+time.Second)
 	defer cancel()
