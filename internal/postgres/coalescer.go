@@ -198,7 +198,13 @@ func (c *Coalescer[K, V]) Get(ctx context.Context, key K) (val V, found bool, er
 	}
 	c.unlockAndReply()
 
-	if b != nil {
+	switch {
+	case b == nil:
+	case c.gate != nil:
+		// The batch may wait for the gate, and this caller must be free
+		// to leave at its own deadline meanwhile.
+		go b.loop()
+	default:
 		// Run the batch on this goroutine: at low load it holds only this
 		// lookup, and no hand-off to another goroutine is needed.
 		c.run(b)
@@ -354,24 +360,41 @@ func (c *Coalescer[K, V]) fillLocked(b *batch[K, V], now time.Time) {
 	c.queue = c.queue[:rest]
 }
 
-// topUp is for a batch that waited for the gate: it takes in the lookups
-// that queued up meanwhile, up to maxBatch, and makes sure the sweeper
-// watches the first of them (the earliest deadline) against b's end.
+// topUp is for a batch that has just passed the gate: it takes in the
+// lookups that queued up while it waited, up to maxBatch, and gives the
+// batch a fresh batchTimeout from now (the wait must not eat the query's
+// time). The sweeper is then armed for the earliest deadline in the batch,
+// or queued behind it, that comes before the new end.
 func (c *Coalescer[K, V]) topUp(b *batch[K, V]) {
 	c.mu.Lock()
-	had := len(b.calls)
-	if had < c.maxBatch && len(c.queue) > 0 {
-		c.fillLocked(b, time.Now())
-		if len(b.calls) > had {
-			first := b.calls[had]
-			for i := range c.running {
-				if c.running[i] == b && !first.deadline.IsZero() && first.deadline.Before(c.ends[i]) {
-					c.sweepByLocked(first.deadline)
-				}
-			}
+	now := time.Now()
+	c.fillLocked(b, now)
+	end := now.Add(c.batchTimeout)
+	for i := range c.running {
+		if c.running[i] == b {
+			c.ends[i] = end
 		}
 	}
-	c.unlockAndReply()
+	var earliest time.Time
+	for _, cl := range b.calls {
+		if !cl.deadline.IsZero() && (earliest.IsZero() || cl.deadline.Before(earliest)) {
+			earliest = cl.deadline
+		}
+	}
+	if head := c.headLocked(); head != nil && !head.deadline.IsZero() && (earliest.IsZero() || head.deadline.Before(earliest)) {
+		earliest = head.deadline
+	}
+	if !earliest.IsZero() && earliest.Before(end) {
+		c.sweepByLocked(earliest)
+	}
+	late := c.late
+	c.late = nil
+	c.mu.Unlock()
+	if len(late) > 0 {
+		// Not on this goroutine: it holds the gate, and a reply may write
+		// to a socket.
+		go c.replyLate(late)
+	}
 }
 
 // expireLocked answers cl EUNAVAILABLE unless someone answered first. A
@@ -500,15 +523,16 @@ func (c *Coalescer[K, V]) next(b *batch[K, V]) *batch[K, V] {
 
 // execute runs one query for the distinct keys of b, leaving each call's
 // row in val and found, and returns whether b holds Submit calls and the
-// (translated) error. A failure the connection caused (not the query) is
+// (translated) error. With a gate, it first waits for a slot (at most
+// batchTimeout; then every call gets EUNAVAILABLE) and tops b up; the
+// query then gets a batchTimeout of its own. A failure the connection caused (not the query) is
 // retried once: reads are idempotent and pgxpool discards the broken
 // connection, so the retry runs on a fresh one.
 func (c *Coalescer[K, V]) execute(b *batch[K, V]) (replies bool, err error) {
-	c.batches.Add(1)
-	ctx, cancel := context.WithTimeout(context.Background(), c.batchTimeout)
-	defer cancel()
 	if c.gate != nil {
-		err = c.gate.enter(ctx)
+		gctx, cancel := context.WithTimeout(context.Background(), c.batchTimeout)
+		err = c.gate.enter(gctx)
+		cancel()
 		if err == nil {
 			defer c.gate.leave()
 			c.topUp(b)
@@ -523,6 +547,9 @@ func (c *Coalescer[K, V]) execute(b *batch[K, V]) (replies bool, err error) {
 	if err != nil {
 		return replies, errQueueTimeout
 	}
+	c.batches.Add(1)
+	ctx, cancel := context.WithTimeout(context.Background(), c.batchTimeout)
+	defer cancel()
 	err = c.fetch(ctx, b.keys, b.found)
 	if err != nil && retryable(ctx, err) {
 		var zero V

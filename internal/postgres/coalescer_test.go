@@ -731,8 +731,11 @@ func TestCoalescerGateTakesTurnsAndTopsUp(t *testing.T) {
 		users.mu.Lock()
 		queued, batches := len(users.queue), len(users.running)
 		users.mu.Unlock()
-		if queued == n-1 && batches == 1 || time.Now().After(deadline) {
+		if queued == n-1 && batches == 1 {
 			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d user lookups queued, %d batches: want %d and 1", queued, batches, n-1)
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -777,5 +780,44 @@ func TestCoalescerGateWaitEndsAtBatchTimeout(t *testing.T) {
 	gate.leave()
 	if v, ok, err := c.Get(context.Background(), 8); err != nil || !ok || v != 8 {
 		t.Errorf("lookup after the gate freed: %d, %v, %v", v, ok, err)
+	}
+}
+
+// TestCoalescerGateWaitKeepsQueryTimeAndCallerDeadline checks the two
+// budgets around the gate: a Get caller whose deadline passes while its
+// batch waits for the gate leaves at that deadline, and the query that
+// finally runs gets a whole batch timeout, not what the wait left of it.
+func TestCoalescerGateWaitKeepsQueryTimeAndCallerDeadline(t *testing.T) {
+	const batchTimeout = 400 * time.Millisecond
+	gate := NewGate(1)
+	gate.slots <- struct{}{} // held by another kind's query
+	budget := make(chan time.Duration, 1)
+	c := NewCoalescer(64, 1, batchTimeout, func(ctx context.Context, keys []int64, found func(int64, int64)) error {
+		d, _ := ctx.Deadline()
+		budget <- time.Until(d)
+		for _, k := range keys {
+			found(k, k)
+		}
+		return nil
+	}).WithGate(gate)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if _, _, err := c.Get(ctx, 1); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("lookup waiting at the gate: %v, want its context's deadline", err)
+	}
+	if waited := time.Since(start); waited > batchTimeout/2 {
+		t.Errorf("caller with a 50ms deadline returned after %v", waited)
+	}
+	time.Sleep(batchTimeout / 2) // most of the batch's gate wait passes
+	gate.leave()
+	select {
+	case left := <-budget:
+		if left < batchTimeout*3/4 {
+			t.Errorf("query started with %v of a %v batch timeout", left, batchTimeout)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the batch never queried after the gate freed")
 	}
 }
