@@ -208,12 +208,21 @@ func (s *Server) accept(fd int, remote net.Addr) {
 	l := s.loops[s.next.Add(1)%uint32(len(s.loops))]
 	c := &conn{srv: s, loop: l, fd: fd, remote: remote}
 	c.x.c = c
-	if s.conns.Add(1) > int64(s.cfg.MaxConns) {
-		// Over the limit: answer 503 and close, without a loop.
+	if n := s.conns.Add(1); n > int64(s.cfg.MaxConns) {
+		// Over the limit: answer 503. Closing at once would make the
+		// kernel reset the connection when the client's request arrives
+		// after the close, and a reset can destroy the 503 before the
+		// client reads it; so the connection lingers in a loop (up to
+		// lingerTimeout, discarding input) until the client closes. Only
+		// so many at once: past overLimitLingerers, close at once.
 		c.mu.Lock()
+		defer c.mu.Unlock()
+		if n > int64(s.cfg.MaxConns+overLimitLingerers(s.cfg.MaxConns)) || l.add(c) != nil {
+			c.refuseLocked(refuseConnections)
+			c.closeLocked()
+			return
+		}
 		c.refuseLocked(refuseConnections)
-		c.closeLocked() // not in a loop: no lingering
-		c.mu.Unlock()
 		return
 	}
 	c.deadline.Store(s.now() + int64(s.cfg.IdleTimeout))
@@ -222,6 +231,12 @@ func (s *Server) accept(fd int, remote net.Addr) {
 		c.closeLocked()
 		c.mu.Unlock()
 	}
+}
+
+// overLimitLingerers is how many connections over maxConns may linger
+// after their 503: an eighth of the limit, at least 16 and at most 1024.
+func overLimitLingerers(maxConns int) int {
+	return min(max(maxConns/8, 16), 1024)
 }
 
 func (s *Server) startLoops() error {

@@ -306,6 +306,55 @@ func TestTooManyConnections(t *testing.T) {
 	}
 }
 
+// TestTooManyConnectionsLateRequest: a client over the limit that sends
+// its request only after the server has answered 503 is not reset: it can
+// go on writing (the server lingers, discarding input, as nginx does)
+// and reads the 503 and a clean close. A reset could cost a client its
+// 503 (some stacks drop unread data on a reset) or fail its write. A
+// client that stays silent is cut after lingerTimeout.
+func TestTooManyConnectionsLateRequest(t *testing.T) {
+	s, addr := start(t, &echo{}, func(c *Config) { c.MaxConns = 1 })
+	held, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	waitFor(t, func() bool { return s.Conns() == 1 })
+	for i := range 5 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond) // the 503 and the FIN are sent by now
+		if _, err := io.WriteString(c, "GET /sync/1 HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+			t.Fatalf("try %d: write: %v", i, err)
+		}
+		time.Sleep(50 * time.Millisecond) // a reset, if any, has arrived
+		// A connection closed at once would have answered the late
+		// request with a reset, and this write would fail (EPIPE).
+		if _, err := io.WriteString(c, "GET /sync/2 HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+			t.Fatalf("try %d: second write: %v (the server reset the connection)", i, err)
+		}
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		b, err := io.ReadAll(c)
+		c.Close()
+		if err != nil || !strings.HasPrefix(string(b), "HTTP/1.1 503") {
+			t.Fatalf("try %d: got %q, %v; want the 503 and a clean close", i, b, err)
+		}
+	}
+	// A client over the limit that never closes is cut after lingerTimeout.
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if b, err := io.ReadAll(c); err != nil || !strings.HasPrefix(string(b), "HTTP/1.1 503") {
+		t.Fatalf("silent client: got %q, %v", b, err)
+	}
+	waitFor(t, func() bool { return s.Conns() == 1 })
+}
+
 // TestShutdownAnswersInFlight: a request in flight at Shutdown is answered
 // (with Connection: close), an idle keep-alive connection may bring one
 // more request within the grace period, and Shutdown returns once all are
