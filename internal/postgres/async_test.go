@@ -131,12 +131,24 @@ func wantAnswer[V any](what string, id int64, got V, err error, want V, ok bool,
 // the asynchronous methods: 10,000 lookups of users, products and stock,
 // all submitted at once from one goroutine as an event loop would, with
 // duplicates, missing ids and soft-deleted ids. Every answer is compared
-// with the database and must arrive exactly once.
+// with the database and must arrive exactly once. Coalesced, both with the
+// shapes taking turns at one shared gate (the default: batches top up
+// while they wait) and without the gate.
 func TestAsyncLookupsMatchDatabase(t *testing.T) {
-	for _, coalesce := range []bool{true, false} {
-		t.Run(fmt.Sprintf("coalesce=%v", coalesce), func(t *testing.T) {
+	for _, variant := range []struct {
+		name     string
+		coalesce bool
+		queries  int
+	}{
+		{"coalesce=true/gate=1", true, 1},
+		{"coalesce=true/gate=off", true, 0},
+		{"coalesce=false", false, 0},
+	} {
+		coalesce := variant.coalesce
+		t.Run(variant.name, func(t *testing.T) {
 			db := openDB(t, func(c *postgres.Config) {
 				c.Coalesce = coalesce
+				c.QueriesInFlight = variant.queries
 				c.MaxConns = 8
 				// Uncoalesced, 10,000 lookups queue for 8 connections: on
 				// a busy machine under the race detector the last ones
