@@ -56,6 +56,7 @@ type conn struct {
 	eof          bool // the end of the stream was read
 	closeAfter   bool // close once out is written
 	lingering    bool // half-closed, discarding input until the client closes
+	overLimit    bool // refused for being over MaxConns: counted in srv.overLimit
 	lingered     int
 	closed       bool
 }
@@ -445,6 +446,9 @@ func (c *conn) closeLocked() {
 	c.loop.remove(c) // before Close: the number is reused at once
 	_ = unix.Close(c.fd)
 	c.srv.conns.Add(-1)
+	if c.overLimit {
+		c.srv.overLimit.Add(-1)
+	}
 	c.out, c.outPos = nil, 0
 	c.in = nil
 }

@@ -86,12 +86,15 @@ type Server struct {
 	handler Handler
 	epoch   time.Time // the monotonic clock's zero for deadlines
 
-	loops    []*loop
-	next     atomic.Uint32 // round-robin loop choice
-	conns    atomic.Int64  // open connections
-	closing  atomic.Bool   // responses say Connection: close
-	stopping atomic.Bool   // Shutdown has begun
-	stopped  atomic.Bool
+	loops []*loop
+	next  atomic.Uint32 // round-robin loop choice
+	conns atomic.Int64  // open connections
+	// overLimit counts the connections in conns that only linger after a
+	// 503 for being over MaxConns; they do not take a slot.
+	overLimit atomic.Int64
+	closing   atomic.Bool // responses say Connection: close
+	stopping  atomic.Bool // Shutdown has begun
+	stopped   atomic.Bool
 
 	mu        sync.Mutex
 	ln        net.Listener
@@ -208,20 +211,24 @@ func (s *Server) accept(fd int, remote net.Addr) {
 	l := s.loops[s.next.Add(1)%uint32(len(s.loops))]
 	c := &conn{srv: s, loop: l, fd: fd, remote: remote}
 	c.x.c = c
-	if n := s.conns.Add(1); n > int64(s.cfg.MaxConns) {
+	if s.conns.Add(1)-s.overLimit.Load() > int64(s.cfg.MaxConns) {
 		// Over the limit: answer 503. Closing at once would make the
 		// kernel reset the connection when the client's request arrives
-		// after the close, and a reset can destroy the 503 before the
-		// client reads it; so the connection lingers in a loop (up to
-		// lingerTimeout, discarding input) until the client closes. Only
-		// so many at once: past overLimitLingerers, close at once.
+		// after the close, and a reset can fail the client's write or
+		// (on some stacks) destroy the 503 before it is read; so the
+		// connection lingers in a loop (about lingerTimeout at most,
+		// discarding input) until the client closes. It takes no slot
+		// meanwhile. Only overLimitLingerers at once; the rest are
+		// closed at once.
 		c.mu.Lock()
 		defer c.mu.Unlock()
-		if n > int64(s.cfg.MaxConns+overLimitLingerers(s.cfg.MaxConns)) || l.add(c) != nil {
+		if s.overLimit.Add(1) > int64(overLimitLingerers(s.cfg.MaxConns)) || l.add(c) != nil {
+			s.overLimit.Add(-1)
 			c.refuseLocked(refuseConnections)
 			c.closeLocked()
 			return
 		}
+		c.overLimit = true
 		c.refuseLocked(refuseConnections)
 		return
 	}

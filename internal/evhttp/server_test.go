@@ -355,6 +355,65 @@ func TestTooManyConnectionsLateRequest(t *testing.T) {
 	waitFor(t, func() bool { return s.Conns() == 1 })
 }
 
+// TestTooManyConnectionsLingerersTakeNoSlot: a connection lingering after
+// its 503 does not count against MaxConns: once a served connection
+// closes, a new one is served even while the refused one still lingers.
+func TestTooManyConnectionsLingerersTakeNoSlot(t *testing.T) {
+	s, addr := start(t, &echo{}, func(c *Config) { c.MaxConns = 1 })
+	held, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return s.Conns() == 1 })
+	silent, err := net.Dial("tcp", addr) // over the limit; never closes
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	_ = silent.SetDeadline(time.Now().Add(5 * time.Second))
+	if b, err := io.ReadAll(silent); err != nil || !strings.HasPrefix(string(b), "HTTP/1.1 503") {
+		t.Fatalf("over the limit: got %q, %v", b, err)
+	}
+	held.Close()
+	waitFor(t, func() bool { return s.Conns() == 1 }) // only the lingerer
+	if got := raw(t, addr, "GET /sync/1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"); !strings.HasPrefix(got, "HTTP/1.1 200") {
+		t.Fatalf("a free slot while a refused connection lingers: %q", got)
+	}
+}
+
+// TestTooManyConnectionsLingerersAreBounded: past overLimitLingerers,
+// refused connections are closed at once instead of lingering, so a flood
+// of connections that never close holds a bounded number of descriptors.
+func TestTooManyConnectionsLingerersAreBounded(t *testing.T) {
+	s, addr := start(t, &echo{}, func(c *Config) { c.MaxConns = 1 })
+	held, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	waitFor(t, func() bool { return s.Conns() == 1 })
+	bound := overLimitLingerers(1)
+	for i := range bound + 10 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close() // none closes before the end of the test
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		if b, err := io.ReadAll(c); err != nil || !strings.HasPrefix(string(b), "HTTP/1.1 503") {
+			t.Fatalf("connection %d over the limit: got %q, %v", i, b, err)
+		}
+	}
+	// Within half the linger timeout (the last refusal may still be
+	// closing), at most the bound lingers.
+	for deadline := time.Now().Add(lingerTimeout / 2); s.Conns() > 1+bound; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections open; want at most 1 served + %d lingering", s.Conns(), bound)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // TestShutdownAnswersInFlight: a request in flight at Shutdown is answered
 // (with Connection: close), an idle keep-alive connection may bring one
 // more request within the grace period, and Shutdown returns once all are
