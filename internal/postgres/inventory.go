@@ -34,6 +34,13 @@ WHERE p.product_id = $1 AND p.deleted_at IS NULL
 ORDER BY i.warehouse_id`
 )
 
+// stmtStockByIDs is the coalesced stock lookup, read by fetchStock.
+var stmtStockByIDs = idsStatement{
+	name:    "storefront_stock_by_ids",
+	sql:     sqlStockByIDs,
+	columns: []uint32{oidInt8, oidInt8, oidText, oidInt4, oidInt4},
+}
+
 // Stock implements shop.InventoryService.
 func (db *DB) Stock(ctx context.Context, productID int64) (shop.Stock, error) {
 	var (
@@ -76,21 +83,37 @@ func (db *DB) stockByID(ctx context.Context, productID int64) (s shop.Stock, fou
 	return s, found, err
 }
 
+// fetchStock is the inventory coalescer's query: one statement for the
+// batch's distinct product ids, its rows (one per warehouse holding the
+// product, one with NULLs for a product held nowhere) decoded from the wire
+// (wire.go) and grouped per product by groupStock.
 func (db *DB) fetchStock(ctx context.Context, ids []int64, found func(int64, shop.Stock)) error {
 	rows := db.stockRows.Get().(*[]stockRow)
 	defer func() {
 		*rows = (*rows)[:0]
 		db.stockRows.Put(rows)
 	}()
-	var row stockRow // one destination for the batch, as in fetchUsers
-	dest := row.dest()
-	err := db.query(ctx, func(r pgx.Rows) error {
-		if err := r.Scan(dest...); err != nil {
+	err := db.queryIDs(ctx, &stmtStockByIDs, ids, func(v [][]byte) (err error) {
+		var row stockRow
+		if row.productID, err = int8Value(v[0]); err != nil {
 			return err
+		}
+		if v[1] != nil { // NULL when the product has no inventory row
+			row.warehouseID.Valid, row.code.Valid, row.onHand.Valid, row.reserved.Valid = true, true, true, true
+			if row.warehouseID.Int64, err = int8Value(v[1]); err != nil {
+				return err
+			}
+			row.code.String = string(v[2])
+			if row.onHand.Int32, err = int4Value(v[3]); err != nil {
+				return err
+			}
+			if row.reserved.Int32, err = int4Value(v[4]); err != nil {
+				return err
+			}
 		}
 		*rows = append(*rows, row)
 		return nil
-	}, sqlStockByIDs, ids)
+	})
 	if err != nil {
 		return err
 	}

@@ -20,6 +20,14 @@ WHERE product_id = $1 AND deleted_at IS NULL`
 WHERE sku = $1 AND deleted_at IS NULL`
 )
 
+// stmtProductsByIDs is the coalesced product lookup, read by
+// fetchProducts (productColumns, in order).
+var stmtProductsByIDs = idsStatement{
+	name:    "storefront_products_by_ids",
+	sql:     sqlProductsByIDs,
+	columns: []uint32{oidInt8, oidText, oidText, oidText, oidInt8, oidBPChar, oidText, oidTimestamptz},
+}
+
 // Product implements shop.ProductService.
 func (db *DB) Product(ctx context.Context, id int64) (shop.Product, error) {
 	var (
@@ -108,16 +116,25 @@ func (db *DB) productWhere(ctx context.Context, sql string, arg any) (p shop.Pro
 	return p, found, err
 }
 
+// fetchProducts is the products coalescer's query: one "= ANY" statement
+// for the batch's distinct ids, its rows decoded from the wire (wire.go).
 func (db *DB) fetchProducts(ctx context.Context, ids []int64, found func(int64, shop.Product)) error {
-	var p shop.Product // one destination for the batch, as in fetchUsers
-	dest := productDest(&p)
-	return db.query(ctx, func(r pgx.Rows) error {
-		if err := r.Scan(dest...); err != nil {
+	return db.queryIDs(ctx, &stmtProductsByIDs, ids, func(v [][]byte) (err error) {
+		var p shop.Product
+		if p.ID, err = int8Value(v[0]); err != nil {
+			return err
+		}
+		p.SKU, p.Name, p.Description = string(v[1]), string(v[2]), string(v[3])
+		if p.PriceCents, err = int8Value(v[4]); err != nil {
+			return err
+		}
+		p.Currency, p.Category = string(v[5]), string(v[6])
+		if p.UpdatedAt, err = timestamptzValue(v[7]); err != nil {
 			return err
 		}
 		found(p.ID, p)
 		return nil
-	}, sqlProductsByIDs, ids)
+	})
 }
 
 // productDest lists p's fields in the order productColumns names them.

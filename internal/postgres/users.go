@@ -16,6 +16,13 @@ WHERE user_id = ANY($1) AND deleted_at IS NULL`
 WHERE user_id = $1 AND deleted_at IS NULL`
 )
 
+// stmtUsersByIDs is the coalesced user lookup, read by fetchUsers.
+var stmtUsersByIDs = idsStatement{
+	name:    "storefront_users_by_ids",
+	sql:     sqlUsersByIDs,
+	columns: []uint32{oidInt8, oidText, oidText, oidTimestamptz},
+}
+
 // User implements shop.UserService.
 func (db *DB) User(ctx context.Context, id int64) (shop.User, error) {
 	var (
@@ -62,18 +69,21 @@ func (db *DB) userByID(ctx context.Context, id int64) (u shop.User, found bool, 
 	return u, found, err
 }
 
+// fetchUsers is the users coalescer's query: one "= ANY" statement for
+// the batch's distinct ids, its rows decoded from the wire (wire.go).
 func (db *DB) fetchUsers(ctx context.Context, ids []int64, found func(int64, shop.User)) error {
-	// One destination for the whole batch: found gets a copy of each row,
-	// and pgx gives every row new strings.
-	var u shop.User
-	dest := userDest(&u)
-	return db.query(ctx, func(r pgx.Rows) error {
-		if err := r.Scan(dest...); err != nil {
+	return db.queryIDs(ctx, &stmtUsersByIDs, ids, func(v [][]byte) (err error) {
+		var u shop.User
+		if u.ID, err = int8Value(v[0]); err != nil {
+			return err
+		}
+		u.Username, u.Email = string(v[1]), string(v[2])
+		if u.LastActive, err = timestamptzValue(v[3]); err != nil {
 			return err
 		}
 		found(u.ID, u)
 		return nil
-	}, sqlUsersByIDs, ids)
+	})
 }
 
 // userDest lists u's fields in the order the user queries select them.
