@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // query acquires a connection within the acquire timeout, runs sql and
@@ -11,9 +12,7 @@ import (
 // statement so that a saturated pool fails fast (503) instead of eating the
 // whole request deadline.
 func (db *DB) query(ctx context.Context, scan func(pgx.Rows) error, sql string, args ...any) (err error) {
-	actx, cancel := context.WithTimeout(ctx, db.acquireTimeout())
-	conn, err := db.pool.Acquire(actx)
-	cancel()
+	conn, err := db.acquire(ctx)
 	if err != nil {
 		return err
 	}
@@ -29,6 +28,14 @@ func (db *DB) query(ctx context.Context, scan func(pgx.Rows) error, sql string, 
 		}
 	}
 	return rows.Err()
+}
+
+// acquire takes a pooled connection, waiting at most the acquire timeout
+// (and never past ctx). Give it back with db.release.
+func (db *DB) acquire(ctx context.Context) (*pgxpool.Conn, error) {
+	actx, cancel := context.WithTimeout(ctx, db.acquireTimeout())
+	defer cancel()
+	return db.pool.Acquire(actx)
 }
 
 // queryRetry is query with one retry on a fresh connection when the first

@@ -48,9 +48,7 @@ type idsStatement struct {
 // queryIDs runs st for ids on a pooled connection and hands each row's
 // binary values (nil for NULL, valid only during the call) to row.
 func (db *DB) queryIDs(ctx context.Context, st *idsStatement, ids []int64, row func(vals [][]byte) error) (err error) {
-	actx, cancel := context.WithTimeout(ctx, db.acquireTimeout())
-	conn, err := db.pool.Acquire(actx)
-	cancel()
+	conn, err := db.acquire(ctx)
 	if err != nil {
 		return err
 	}
