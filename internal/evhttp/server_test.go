@@ -306,6 +306,30 @@ func TestTooManyConnections(t *testing.T) {
 	}
 }
 
+// atLimit starts a server with MaxConns 1 and fills its one slot with a
+// connection that the test closes when it likes (and cleanup anyway).
+func atLimit(t *testing.T) (s *Server, addr string, held net.Conn) {
+	t.Helper()
+	s, addr = start(t, &echo{}, func(c *Config) { c.MaxConns = 1 })
+	held, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { held.Close() })
+	waitFor(t, func() bool { return s.Conns() == 1 })
+	return s, addr, held
+}
+
+// read503 reads c to its end and fails unless that is a 503 followed by a
+// clean close.
+func read503(t *testing.T, c net.Conn, what string) {
+	t.Helper()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if b, err := io.ReadAll(c); err != nil || !strings.HasPrefix(string(b), "HTTP/1.1 503") {
+		t.Fatalf("%s: got %q, %v; want the 503 and a clean close", what, b, err)
+	}
+}
+
 // TestTooManyConnectionsLateRequest: a client over the limit that sends
 // its request only after the server has answered 503 is not reset: it can
 // go on writing (the server lingers, discarding input, as nginx does)
@@ -313,13 +337,7 @@ func TestTooManyConnections(t *testing.T) {
 // 503 (some stacks drop unread data on a reset) or fail its write. A
 // client that stays silent is cut after lingerTimeout.
 func TestTooManyConnectionsLateRequest(t *testing.T) {
-	s, addr := start(t, &echo{}, func(c *Config) { c.MaxConns = 1 })
-	held, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer held.Close()
-	waitFor(t, func() bool { return s.Conns() == 1 })
+	s, addr, _ := atLimit(t)
 	for i := range 5 {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
@@ -335,12 +353,8 @@ func TestTooManyConnectionsLateRequest(t *testing.T) {
 		if _, err := io.WriteString(c, "GET /sync/2 HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
 			t.Fatalf("try %d: second write: %v (the server reset the connection)", i, err)
 		}
-		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-		b, err := io.ReadAll(c)
+		read503(t, c, fmt.Sprintf("try %d", i))
 		c.Close()
-		if err != nil || !strings.HasPrefix(string(b), "HTTP/1.1 503") {
-			t.Fatalf("try %d: got %q, %v; want the 503 and a clean close", i, b, err)
-		}
 	}
 	// A client over the limit that never closes is cut after lingerTimeout.
 	c, err := net.Dial("tcp", addr)
@@ -348,10 +362,7 @@ func TestTooManyConnectionsLateRequest(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-	if b, err := io.ReadAll(c); err != nil || !strings.HasPrefix(string(b), "HTTP/1.1 503") {
-		t.Fatalf("silent client: got %q, %v", b, err)
-	}
+	read503(t, c, "silent client")
 	waitFor(t, func() bool { return s.Conns() == 1 })
 }
 
@@ -359,21 +370,13 @@ func TestTooManyConnectionsLateRequest(t *testing.T) {
 // its 503 does not count against MaxConns: once a served connection
 // closes, a new one is served even while the refused one still lingers.
 func TestTooManyConnectionsLingerersTakeNoSlot(t *testing.T) {
-	s, addr := start(t, &echo{}, func(c *Config) { c.MaxConns = 1 })
-	held, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, func() bool { return s.Conns() == 1 })
+	s, addr, held := atLimit(t)
 	silent, err := net.Dial("tcp", addr) // over the limit; never closes
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer silent.Close()
-	_ = silent.SetDeadline(time.Now().Add(5 * time.Second))
-	if b, err := io.ReadAll(silent); err != nil || !strings.HasPrefix(string(b), "HTTP/1.1 503") {
-		t.Fatalf("over the limit: got %q, %v", b, err)
-	}
+	read503(t, silent, "over the limit")
 	held.Close()
 	waitFor(t, func() bool { return s.Conns() == 1 }) // only the lingerer
 	if got := raw(t, addr, "GET /sync/1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"); !strings.HasPrefix(got, "HTTP/1.1 200") {
@@ -385,13 +388,7 @@ func TestTooManyConnectionsLingerersTakeNoSlot(t *testing.T) {
 // refused connections are closed at once instead of lingering, so a flood
 // of connections that never close holds a bounded number of descriptors.
 func TestTooManyConnectionsLingerersAreBounded(t *testing.T) {
-	s, addr := start(t, &echo{}, func(c *Config) { c.MaxConns = 1 })
-	held, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer held.Close()
-	waitFor(t, func() bool { return s.Conns() == 1 })
+	s, addr, _ := atLimit(t)
 	bound := overLimitLingerers(1)
 	for i := range bound + 10 {
 		c, err := net.Dial("tcp", addr)
@@ -399,10 +396,7 @@ func TestTooManyConnectionsLingerersAreBounded(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Close() // none closes before the end of the test
-		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-		if b, err := io.ReadAll(c); err != nil || !strings.HasPrefix(string(b), "HTTP/1.1 503") {
-			t.Fatalf("connection %d over the limit: got %q, %v", i, b, err)
-		}
+		read503(t, c, fmt.Sprintf("connection %d over the limit", i))
 	}
 	// Within half the linger timeout (the last refusal may still be
 	// closing), at most the bound lingers.

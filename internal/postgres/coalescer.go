@@ -265,15 +265,10 @@ func (c *Coalescer[K, V]) Submit(key K, deadline time.Time, r shop.Reply[V]) {
 	} else if !deadline.IsZero() && deadline.Before(c.ends[0]) {
 		c.sweepByLocked(deadline)
 	}
-	late := c.late
-	c.late = nil
-	c.mu.Unlock()
-
-	if len(late) > 0 {
-		// Expired on the way in (this lookup among them, when its
-		// deadline had passed): replies never run on the caller.
-		go c.replyLate(late)
-	}
+	// Lookups that expired on the way in (this one among them, when its
+	// deadline had passed) are replied to elsewhere: replies never run on
+	// the caller.
+	c.unlockAndReplyElsewhere()
 	if b != nil {
 		go b.loop()
 	}
@@ -387,14 +382,9 @@ func (c *Coalescer[K, V]) topUp(b *batch[K, V]) {
 	if !earliest.IsZero() && earliest.Before(end) {
 		c.sweepByLocked(earliest)
 	}
-	late := c.late
-	c.late = nil
-	c.mu.Unlock()
-	if len(late) > 0 {
-		// Not on this goroutine: it holds the gate, and a reply may write
-		// to a socket.
-		go c.replyLate(late)
-	}
+	// Not on this goroutine: it holds the gate, and a reply may write to
+	// a socket.
+	c.unlockAndReplyElsewhere()
 }
 
 // expireLocked answers cl EUNAVAILABLE unless someone answered first. A
@@ -413,6 +403,17 @@ func (c *Coalescer[K, V]) unlockAndReply() {
 	c.late = nil
 	c.mu.Unlock()
 	c.replyLate(late)
+}
+
+// unlockAndReplyElsewhere is unlockAndReply with the replies on a new
+// goroutine, for callers that must not run them.
+func (c *Coalescer[K, V]) unlockAndReplyElsewhere() {
+	late := c.late
+	c.late = nil
+	c.mu.Unlock()
+	if len(late) > 0 {
+		go c.replyLate(late)
+	}
 }
 
 // replyLate replies to expired Submit calls. They are not recycled: their
