@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"storefront/internal/rawio"
 )
 
 const (
@@ -88,7 +90,7 @@ func (c *conn) onReadable(l *loop, hup bool) {
 	// after its response.
 	drained := false
 	for !c.closed && !c.busy && !c.closeAfter && !c.eof && !c.backedUpLocked() {
-		n, err := unix.Read(c.fd, l.scratch)
+		n, err := rawio.Read(c.fd, l.scratch)
 		if n <= 0 {
 			switch err {
 			case nil: // the client shut its side: answer what it sent, then close
@@ -332,7 +334,7 @@ func (c *conn) flushLocked(l *loop) {
 	}
 	progress := false
 	for c.out != nil && c.outPos < len(c.out.b) {
-		n, err := unix.Write(c.fd, c.out.b[c.outPos:])
+		n, err := rawio.Write(c.fd, c.out.b[c.outPos:])
 		if n > 0 {
 			c.outPos += n
 			progress = true
@@ -403,7 +405,7 @@ func (c *conn) startLingerLocked() {
 func (c *conn) lingerLocked() {
 	var discard [2048]byte
 	for {
-		n, err := unix.Read(c.fd, discard[:])
+		n, err := rawio.Read(c.fd, discard[:])
 		switch {
 		case n > 0:
 			c.lingered += n

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"storefront/internal/rawio"
 )
 
 const (
@@ -140,7 +142,7 @@ func (l *loop) wake(c *conn) {
 func (l *loop) wakeUp() {
 	var one [8]byte
 	binary.NativeEndian.PutUint64(one[:], 1)
-	_, _ = unix.Write(l.wakeFd, one[:])
+	_, _ = rawio.Write(l.wakeFd, one[:])
 }
 
 func (l *loop) stop() {
@@ -166,7 +168,7 @@ func (l *loop) wait() (n int, err error) {
 // runtime's poller until the epoll descriptor is readable.
 func (l *loop) pollEvents(fd uintptr) bool {
 	for {
-		l.polled, l.pollErr = unix.EpollWait(int(fd), l.events[:], 0)
+		l.polled, l.pollErr = rawio.EpollPoll(int(fd), l.events[:])
 		if l.pollErr != unix.EINTR {
 			return l.polled > 0 || l.pollErr != nil
 		}
@@ -188,7 +190,7 @@ func (l *loop) run() {
 			ev := &l.events[i]
 			if int(ev.Fd) == l.wakeFd {
 				var buf [8]byte
-				_, _ = unix.Read(l.wakeFd, buf[:])
+				_, _ = rawio.Read(l.wakeFd, buf[:])
 				l.mu.Lock()
 				woken, l.woken = l.woken, woken[:0]
 				l.mu.Unlock()

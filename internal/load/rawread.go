@@ -5,6 +5,8 @@ import (
 	"net"
 	"os"
 	"syscall"
+
+	"storefront/internal/rawio"
 )
 
 // rawConnIO reads a TCP connection through its raw file descriptor to save
@@ -78,7 +80,7 @@ func (r *rawConnIO) Read(p []byte) (int, error) {
 // call again".
 func (r *rawConnIO) io(fd uintptr) bool {
 	if r.pending != nil {
-		n, err := syscall.Write(int(fd), r.pending)
+		n, err := rawio.Write(int(fd), r.pending)
 		switch {
 		case err == syscall.EINTR:
 			return r.io(fd)
@@ -94,7 +96,7 @@ func (r *rawConnIO) io(fd uintptr) bool {
 		r.pending = nil
 		return false // the response cannot be there yet: wait first
 	}
-	n, err := syscall.Read(int(fd), r.buf)
+	n, err := rawio.Read(int(fd), r.buf)
 	if err == syscall.EAGAIN || err == syscall.EINTR {
 		return false
 	}

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -20,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"storefront/internal/rawio"
 	"storefront/internal/shop"
 )
 
@@ -149,6 +151,16 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*DB, error) {
 	// Prepared statements are cached per connection (pgx's default mode,
 	// stated here because the hot path depends on it).
 	pc.ConnConfig.DefaultQueryExecMode = pgx.QueryExecModeCacheStatement
+	// Reads and writes on PostgreSQL's socket are raw system calls (see
+	// package rawio): on the hot path every query makes both.
+	dial := pc.ConnConfig.DialFunc
+	pc.ConnConfig.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		return rawio.Wrap(c), nil
+	}
 	if pc.ConnConfig.ConnectTimeout == 0 || pc.ConnConfig.ConnectTimeout > 5*time.Second {
 		pc.ConnConfig.ConnectTimeout = 5 * time.Second
 	}
