@@ -68,6 +68,8 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.startAt, "start-at", "", "start at this RFC 3339 time (for generators on several hosts)")
 	fs.StringVar(&o.cfg.Host, "host-label", "", "name of this generator in the recording (default: host name)")
 	fs.BoolVar(&o.quiet, "quiet", false, "no live progress line")
+	fs.StringVar(&o.cfg.Engine, "engine", "", "open model: loops (event loops) or goroutines (one per connection); default loops where they work (Linux, http://)")
+	fs.IntVar(&o.cfg.Loops, "loops", 0, "open model: event loops (default half the processors)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, runUsage)

@@ -137,21 +137,25 @@ func (s *stallServer) serve(c net.Conn) {
 // p99 is about 1 ms: only the 4 requests in flight per stall (0.4%) see it.
 func TestAccuracyOpenModel(t *testing.T) {
 	if testing.Short() {
-		t.Skip("5 s accuracy run")
+		t.Skip("5 s accuracy run per engine")
 	}
+	forEachEngine(t, testAccuracyOpenModel)
+}
+
+func testAccuracyOpenModel(t *testing.T, with func(Config) Config) {
 	srv := newStallServer(t)
 	rate := int64(1000)
 	if raceEnabled {
 		rate = 250 // the instrumented generator and server cannot keep 1000/s on 2 cores
 	}
-	cfg := Config{
+	cfg := with(Config{
 		Target:      srv.url(),
 		Rate:        float64(rate),
 		Duration:    5 * time.Second,
 		Timeout:     2 * time.Second,
 		Connections: 4,
 		Headers:     []string{"X-Request-ID: {seq}"},
-	}
+	})
 	rec, err := Run(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -129,19 +129,10 @@ func (c *httpConn) readResponse(headOnly bool) (status int, reuse bool, err erro
 		}
 		return 0, false, err
 	}
-	// "HTTP/1.1 200 OK\r\n"
-	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || line[8] != ' ' {
-		return 0, false, &protocolError{fmt.Sprintf("bad status line %q", trimLine(line))}
+	h, err := parseStatusLine(line)
+	if err != nil {
+		return 0, false, err
 	}
-	for _, b := range line[9:12] {
-		if b < '0' || b > '9' {
-			return 0, false, &protocolError{fmt.Sprintf("bad status line %q", trimLine(line))}
-		}
-		status = status*10 + int(b-'0')
-	}
-	reuse = line[7] == '1' // HTTP/1.1 keeps the connection by default, 1.0 does not
-	length := int64(-1)
-	chunked := false
 	for {
 		line, err = c.br.ReadSlice('\n')
 		for err == bufio.ErrBufferFull { // an overlong header line: skip the rest of it
@@ -150,47 +141,27 @@ func (c *httpConn) readResponse(headOnly bool) (status int, reuse bool, err erro
 		if err != nil {
 			return 0, false, err
 		}
-		if len(line) <= 2 && (len(line) == 1 || line[0] == '\r') {
+		if isBlankLine(line) {
 			break // end of headers
 		}
-		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 {
-			return 0, false, &protocolError{fmt.Sprintf("bad header line %q", trimLine(line))}
-		}
-		name, value := line[:colon], bytes.TrimSpace(line[colon+1:])
-		switch {
-		case len(name) == 14 && equalFoldLower(name, headerContentLength):
-			length = 0
-			for _, b := range value {
-				if b < '0' || b > '9' || length > 1<<40 {
-					return 0, false, &protocolError{fmt.Sprintf("bad Content-Length %q", value)}
-				}
-				length = length*10 + int64(b-'0')
-			}
-		case len(name) == 17 && equalFoldLower(name, headerTransferEncoding):
-			chunked = len(value) >= 7 && equalFoldLower(value[len(value)-7:], []byte("chunked"))
-		case len(name) == 10 && equalFoldLower(name, headerConnection):
-			if bytes.EqualFold(value, []byte("close")) {
-				reuse = false
-			} else if bytes.EqualFold(value, []byte("keep-alive")) {
-				reuse = true
-			}
+		if err := h.field(line); err != nil {
+			return 0, false, err
 		}
 	}
 	switch {
-	case headOnly || status < 200 || status == 204 || status == 304:
-		return status, reuse, nil
-	case chunked:
-		return status, reuse, c.discardChunked()
-	case length >= 0:
-		_, err = c.br.Discard(int(length))
-		return status, reuse, err
+	case h.noBody(headOnly):
+		return h.status, h.reuse, nil
+	case h.chunked:
+		return h.status, h.reuse, c.discardChunked()
+	case h.length >= 0:
+		_, err = c.br.Discard(int(h.length))
+		return h.status, h.reuse, err
 	}
 	// No length: the body runs to the end of the connection.
 	if _, err := io.Copy(io.Discard, c.br); err != nil {
 		return 0, false, err
 	}
-	return status, false, nil
+	return h.status, false, nil
 }
 
 // discardChunked reads a chunked body and its trailers.
@@ -200,29 +171,9 @@ func (c *httpConn) discardChunked() error {
 		if err != nil {
 			return err
 		}
-		var size int64
-		digits := 0
-		for _, b := range line {
-			var v byte
-			switch {
-			case b >= '0' && b <= '9':
-				v = b - '0'
-			case b >= 'a' && b <= 'f':
-				v = b - 'a' + 10
-			case b >= 'A' && b <= 'F':
-				v = b - 'A' + 10
-			default:
-				goto done
-			}
-			size = size<<4 | int64(v)
-			digits++
-			if digits > 10 {
-				return &protocolError{"chunk too large"}
-			}
-		}
-	done:
-		if digits == 0 {
-			return &protocolError{fmt.Sprintf("bad chunk size line %q", trimLine(line))}
+		size, err := parseChunkSize(line)
+		if err != nil {
+			return err
 		}
 		if size == 0 {
 			for { // trailers, up to the empty line
@@ -230,7 +181,7 @@ func (c *httpConn) discardChunked() error {
 				if err != nil {
 					return err
 				}
-				if len(line) <= 2 && (len(line) == 1 || line[0] == '\r') {
+				if isBlankLine(line) {
 					return nil
 				}
 			}

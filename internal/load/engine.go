@@ -3,6 +3,7 @@ package load
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/url"
 	"os"
@@ -25,6 +26,9 @@ type engine struct {
 	end    time.Duration // offset where the schedule ends
 	base   time.Time
 	rec    *recorder
+	// loopTarget is the resolved target of the open model's event loops;
+	// nil when it uses connection goroutines.
+	loopTarget *loopTarget
 
 	tickets chan ticket   // open model: pacer -> workers
 	stop    atomic.Bool   // closed model: stop sending
@@ -79,6 +83,12 @@ func newEngine(cfg Config) (*engine, error) {
 	}
 	if e.pacer != nil {
 		e.end = e.pacer.Duration()
+		if cfg.Engine != EngineGoroutines {
+			e.loopTarget = newLoopTarget(d.addr, d.tls != nil)
+		}
+		if cfg.Engine == EngineLoops && e.loopTarget == nil {
+			return nil, fmt.Errorf("engine %s: event loops need Linux, an http:// target that resolves and two processors or more; use --engine %s", EngineLoops, EngineGoroutines)
+		}
 	} else {
 		e.end = cfg.Warmup + cfg.Duration
 	}
@@ -102,6 +112,10 @@ func (e *engine) meta() Meta {
 	}
 	if e.pacer != nil {
 		m.Model = "open"
+		m.Engine = EngineGoroutines
+		if e.loopTarget != nil {
+			m.Engine = EngineLoops
+		}
 		if m.TargetRate == 0 && e.pacer.Duration() > 0 {
 			// Staged runs: the mean scheduled rate, so that rate>= SLOs
 			// and the achieved/target ratio mean the same as for --rate.
@@ -118,6 +132,12 @@ func (e *engine) meta() Meta {
 // (or ctx is cancelled) and every request in flight has completed.
 func (e *engine) run(ctx context.Context) *Recording {
 	e.base = time.Now()
+	stopTimers := e.startStopping(ctx)
+	defer stopTimers()
+	done := make(chan struct{})
+	if e.pacer != nil && e.startLoops(done) {
+		return e.collect(done)
+	}
 	e.tickets = make(chan ticket)
 	var wg sync.WaitGroup
 	for i := range e.cfg.Connections {
@@ -137,12 +157,9 @@ func (e *engine) run(ctx context.Context) *Recording {
 			}
 		}()
 	}
-	stopTimers := e.startStopping(ctx)
-	defer stopTimers()
 	if e.pacer != nil {
 		go e.pace(ctx)
 	}
-	done := make(chan struct{})
 	go func() {
 		wg.Wait()
 		close(done)
@@ -192,7 +209,7 @@ func (e *engine) pace(ctx context.Context) {
 			return
 		}
 		if !e.waitUntil(ctx, at, timer) {
-			e.countUnsent(n, e.now())
+			e.countUnsent(n, e.now(), 0, 1)
 			return
 		}
 		select {
@@ -202,18 +219,22 @@ func (e *engine) pace(ctx context.Context) {
 			if ctx.Err() == nil {
 				cutoff = e.end // the schedule ran out: everything was due
 			}
-			e.countUnsent(n, cutoff)
+			e.countUnsent(n, cutoff, 0, 1)
 			return
 		}
 	}
 }
 
 // countUnsent counts the measured requests from n on that were due before
-// cutoff: they could not leave because no connection came free.
-func (e *engine) countUnsent(n int64, cutoff time.Duration) {
+// cutoff: they could not leave because no connection came free. Only the
+// requests index, index+stride, ... count: an event loop's share of the
+// schedule (0 and 1 for the whole of it).
+func (e *engine) countUnsent(n int64, cutoff time.Duration, index, stride int64) {
+	// upTo(x) is how many of index, index+stride, ... are below x.
+	upTo := func(x int64) int64 { return max(0, (x-index+stride-1)/stride) }
 	first := max(n, e.countBefore(e.warmup))
 	if last := e.countBefore(cutoff); last > first {
-		e.unsent.Add(last - first)
+		e.unsent.Add(upTo(last) - upTo(first))
 	}
 }
 

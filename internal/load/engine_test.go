@@ -87,9 +87,34 @@ func TestClosedModel(t *testing.T) {
 	}
 }
 
+// openEngines are the open model's engines; the open-model tests run on
+// each (the loops with two of them, to cover a split schedule).
+var openEngines = []struct {
+	name   string
+	engine string
+	loops  int
+}{{"loops", EngineLoops, 0}, {"two-loops", EngineLoops, 2}, {"goroutines", EngineGoroutines, 0}}
+
+// forEachEngine runs test once per open-model engine, with cfg's Engine
+// and Loops set accordingly.
+func forEachEngine(t *testing.T, test func(t *testing.T, with func(Config) Config)) {
+	for _, eng := range openEngines {
+		t.Run(eng.name, func(t *testing.T) {
+			test(t, func(c Config) Config {
+				c.Engine, c.Loops = eng.engine, eng.loops
+				return c
+			})
+		})
+	}
+}
+
 func TestOpenModelCountsAndWarmup(t *testing.T) {
+	forEachEngine(t, testOpenModelCountsAndWarmup)
+}
+
+func testOpenModelCountsAndWarmup(t *testing.T, with func(Config) Config) {
 	srv, hits := newOKServer(t)
-	cfg := Config{Target: srv.URL, Rate: 200, Warmup: 500 * time.Millisecond, Duration: 1500 * time.Millisecond, Connections: 8}
+	cfg := with(Config{Target: srv.URL, Rate: 200, Warmup: 500 * time.Millisecond, Duration: 1500 * time.Millisecond, Connections: 8})
 	rec, err := Run(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -102,7 +127,7 @@ func TestOpenModelCountsAndWarmup(t *testing.T) {
 	if h := hits.Load(); h != 400 {
 		t.Errorf("server saw %d requests, want 100 warm-up + 300", h)
 	}
-	if rec.Meta.Model != "open" || rec.Meta.Warmup != cfg.Warmup || rec.Meta.Duration != cfg.Duration {
+	if rec.Meta.Model != "open" || rec.Meta.Engine != cfg.Engine || rec.Meta.Warmup != cfg.Warmup || rec.Meta.Duration != cfg.Duration {
 		t.Errorf("meta %+v", rec.Meta)
 	}
 	if first := rec.Intervals[0].Start; first.Sub(rec.Meta.Started) != 0 {
@@ -205,9 +230,13 @@ requests:
 // requests that never found a free connection are reported as unsent, so
 // sent + unsent is the whole schedule.
 func TestUnsentAreCounted(t *testing.T) {
+	forEachEngine(t, testUnsentAreCounted)
+}
+
+func testUnsentAreCounted(t *testing.T, with func(Config) Config) {
 	ln := silentServer(t)
-	rec, err := Run(context.Background(), Config{Target: "http://" + ln.Addr().String(), Rate: 100, Duration: time.Second,
-		Connections: 2, Timeout: 300 * time.Millisecond})
+	rec, err := Run(context.Background(), with(Config{Target: "http://" + ln.Addr().String(), Rate: 100, Duration: time.Second,
+		Connections: 2, Timeout: 300 * time.Millisecond}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,6 +255,10 @@ func TestUnsentAreCounted(t *testing.T) {
 }
 
 func TestCancel(t *testing.T) {
+	forEachEngine(t, testCancel)
+}
+
+func testCancel(t *testing.T, with func(Config) Config) {
 	srv, _ := newOKServer(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	start := time.Now()
@@ -234,7 +267,7 @@ func TestCancel(t *testing.T) {
 		cancelledAt.Store(int64(time.Since(start)))
 		cancel()
 	})
-	rec, err := Run(ctx, Config{Target: srv.URL, Rate: 100, Duration: time.Minute, Connections: 4})
+	rec, err := Run(ctx, with(Config{Target: srv.URL, Rate: 100, Duration: time.Minute, Connections: 4}))
 	if err != context.Canceled {
 		t.Errorf("err = %v, want context.Canceled", err)
 	}
@@ -255,6 +288,10 @@ func TestCancel(t *testing.T) {
 }
 
 func TestErrorKinds(t *testing.T) {
+	forEachEngine(t, testErrorKinds)
+}
+
+func testErrorKinds(t *testing.T, with func(Config) Config) {
 	refused := closedPort(t)
 	cases := []struct {
 		name   string
@@ -270,8 +307,16 @@ func TestErrorKinds(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			rec, err := Run(context.Background(), Config{Target: c.target, Rate: 20, Duration: 500 * time.Millisecond,
+			cfg := with(Config{Target: c.target, Rate: 20, Duration: 500 * time.Millisecond,
 				Connections: 20, Timeout: 200 * time.Millisecond})
+			if c.want == ErrDNS && cfg.Engine == EngineLoops {
+				// The loops resolve the target once, before the run.
+				if _, err := Run(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "--engine goroutines") {
+					t.Errorf("loops on a name that does not resolve: %v, want an error naming the other engine", err)
+				}
+				cfg.Engine = ""
+			}
+			rec, err := Run(context.Background(), cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -447,12 +492,15 @@ func TestLargeRequestBody(t *testing.T) {
 	}))
 	defer srv.Close()
 	sc := &Scenario{Requests: []RequestSpec{{Weight: 1, Method: "POST", Path: "/upload", Body: strings.Repeat("x", size)}}}
-	rec, err := Run(context.Background(), Config{Target: srv.URL, Rate: 10, Duration: 500 * time.Millisecond, Connections: 2,
-		Timeout: 10 * time.Second, Scenario: sc})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if tot := sumUp(t, rec); tot.statuses[200] != 5 || bad.Load() != 0 {
-		t.Errorf("statuses %v, errors %v, bodies cut short %d", tot.statuses, tot.errors, bad.Load())
-	}
+	forEachEngine(t, func(t *testing.T, with func(Config) Config) {
+		bad.Store(0)
+		rec, err := Run(context.Background(), with(Config{Target: srv.URL, Rate: 10, Duration: 500 * time.Millisecond, Connections: 2,
+			Timeout: 10 * time.Second, Scenario: sc}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tot := sumUp(t, rec); tot.statuses[200] != 5 || bad.Load() != 0 {
+			t.Errorf("statuses %v, errors %v, bodies cut short %d", tot.statuses, tot.errors, bad.Load())
+		}
+	})
 }

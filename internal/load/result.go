@@ -53,6 +53,7 @@ type Meta struct {
 	TargetRate  float64       `json:"target_rate,omitempty"` // requests/s; 0 in the closed model
 	Stages      string        `json:"stages,omitempty"`      // as given by --stages
 	Connections int           `json:"connections"`
+	Engine      string        `json:"engine,omitempty"` // open model: "loops" or "goroutines"
 	Duration    time.Duration `json:"duration"`
 	Warmup      time.Duration `json:"warmup"`
 	Scenario    string        `json:"scenario,omitempty"`

@@ -19,6 +19,12 @@ const LateThreshold = time.Millisecond
 // IntervalLength is the length of a reporting interval.
 const IntervalLength = time.Second
 
+// Engines of the open model (Config.Engine).
+const (
+	EngineLoops      = "loops"
+	EngineGoroutines = "goroutines"
+)
+
 // Defaults used by Config.SetDefaults.
 const (
 	DefaultDuration    = 30 * time.Second
@@ -49,6 +55,15 @@ type Config struct {
 	// Connections is the number of connections: the cap on requests in
 	// flight in the open model, the concurrency of the closed model.
 	Connections int
+	// Engine is how the open model drives its connections: EngineLoops
+	// (event loops, each owning a share of the connections and of the
+	// schedule) or EngineGoroutines (a goroutine per connection, handed
+	// each request by a pacer goroutine). Empty picks loops where they
+	// work: Linux, an http:// target that resolves when the run starts,
+	// two processors or more. The closed model always uses goroutines.
+	Engine string
+	// Loops is the number of event loops; 0 means half the processors.
+	Loops int
 	// Headers are sent with every request, as "Name: value"; a value may
 	// hold {uuid} or {seq}.
 	Headers []string
@@ -111,6 +126,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("timeout %v: want a positive duration", c.Timeout)
 	case c.Connections < 1 || c.Connections > MaxConnections:
 		return fmt.Errorf("connections %d: want 1..%d", c.Connections, MaxConnections)
+	case c.Engine != "" && c.Engine != EngineLoops && c.Engine != EngineGoroutines:
+		return fmt.Errorf("engine %q: want %s or %s", c.Engine, EngineLoops, EngineGoroutines)
+	case c.Loops < 0 || c.Loops > MaxConnections:
+		return fmt.Errorf("loops %d: want 0 (half the processors) or more", c.Loops)
 	}
 	for _, s := range c.Stages {
 		if s.Length <= 0 || s.Target < 0 || s.Target > MaxRate {

@@ -1,0 +1,620 @@
+//go:build linux
+
+package load
+
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"runtime"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"storefront/internal/rawio"
+)
+
+// The open model's event loops. Each loop owns a share of the connections
+// and of the schedule (request n goes to loop n mod loops) and does all of
+// their work on one goroutine: it sends every due request on an idle
+// connection, waits in epoll until the next request is due or a response
+// arrives, reads and parses responses and records them. One goroutine per
+// connection fed by a pacer goroutine costs a hand-off between threads and
+// a sleep for every request; on a machine shared with the server under
+// test, that was about half of all CPU at half the server's maximum rate.
+//
+// Waits of up to loopSpinWait are epoll_pwait2 calls that keep the
+// goroutine's processor (rawio.EpollWait), so that a request leaves within
+// microseconds of its time; longer waits park in the runtime's poller until
+// about a millisecond before, like the other engine's pacer. A loop
+// therefore holds a processor while the schedule is dense, which is why
+// there are fewer loops than processors.
+
+const (
+	// loopSpinWait is the longest wait a loop spends in epoll_pwait2
+	// holding its processor; longer ones park in the runtime.
+	loopSpinWait = 2 * time.Millisecond
+	// loopSweepEvery is how often a busy loop looks for requests past
+	// their timeout.
+	loopSweepEvery = 5 * time.Millisecond
+	// loopMaxPark bounds a park, so that a cancelled run is noticed.
+	loopMaxPark = 100 * time.Millisecond
+	// loopReadBuffer is a loop's read buffer, shared by its connections.
+	loopReadBuffer = 64 << 10
+)
+
+// loopTarget is where the loops connect: the target's address, resolved
+// once when the run is set up.
+type loopTarget struct {
+	domain int
+	ip     net.IP
+	port   int
+}
+
+// sockaddr returns the address for connect(2); each loop needs its own,
+// since Connect writes into it.
+func (t *loopTarget) sockaddr() unix.Sockaddr {
+	if t.domain == unix.AF_INET {
+		sa := &unix.SockaddrInet4{Port: t.port}
+		copy(sa.Addr[:], t.ip)
+		return sa
+	}
+	sa := &unix.SockaddrInet6{Port: t.port}
+	copy(sa.Addr[:], t.ip)
+	return sa
+}
+
+// newLoopTarget resolves addr for the loops; nil when the open model must
+// use connection goroutines instead: https, a host name that does not
+// resolve now, a single processor, a kernel without epoll_pwait2.
+func newLoopTarget(addr string, tlsOn bool) *loopTarget {
+	if tlsOn || runtime.GOMAXPROCS(0) < 2 {
+		return nil
+	}
+	ta, err := net.ResolveTCPAddr("tcp", addr)
+	if err != nil {
+		return nil
+	}
+	t := &loopTarget{domain: unix.AF_INET6, ip: ta.IP.To16(), port: ta.Port}
+	if ip4 := ta.IP.To4(); ip4 != nil {
+		t.domain, t.ip = unix.AF_INET, ip4
+	}
+	if !epollWaitWorks() {
+		return nil
+	}
+	return t
+}
+
+// epollWaitWorks probes for epoll_pwait2 (Linux 5.11).
+func epollWaitWorks() bool {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(epfd)
+	var ev [1]unix.EpollEvent
+	_, err = rawio.EpollWait(epfd, ev[:], 0)
+	return err == nil
+}
+
+// defaultLoops is the number of loops for a run with conns connections:
+// half the processors (at least one), no more than the connections.
+func defaultLoops(conns int) int {
+	return max(1, min(runtime.GOMAXPROCS(0)/2, conns))
+}
+
+// loopConn is one connection of a loop and the request it carries.
+type loopConn struct {
+	id     int // the worker index: its counters in the recorder
+	fd     int // -1 while not connected
+	state  loopConnState
+	reused bool // the connection carried a request before this one
+	gen    *generator
+
+	req      []byte // the request being sent
+	written  int
+	headOnly bool
+	intended time.Duration // offsets from the engine's base
+	sent     time.Duration
+	deadline time.Duration
+	gotBytes bool // some of the response arrived
+	retried  bool // sent again on a fresh connection already
+	resp     responseReader
+}
+
+type loopConnState uint8
+
+const (
+	connIdle       loopConnState = iota
+	connConnecting               // a non-blocking connect is under way
+	connBusy                     // writing the request or reading the response
+)
+
+// eventLoop is one loop.
+type eventLoop struct {
+	e      *engine
+	domain int
+	addr   unix.Sockaddr // the target
+	index  int64 // this loop sends requests index, index+stride, ...
+	stride int64
+
+	epfd  int
+	epoll *os.File // epfd, registered with the runtime's poller for long waits
+	raw   syscall.RawConn
+
+	conns  []*loopConn // by descriptor
+	idle   []*loopConn // connected and idle, most recently used last
+	closed []*loopConn // idle without a connection
+	busy   int
+
+	next    int64 // the next request of this loop's share of the schedule
+	nextAt  time.Duration
+	pending bool // next is scheduled (it may be waiting for a connection)
+
+	events    [256]unix.EpollEvent
+	rbuf      []byte
+	lastSweep time.Duration
+
+	parkFn  func(fd uintptr) bool // park's callback, bound once
+	polled  int
+	pollErr error
+}
+
+func newEventLoop(e *engine, index, stride int64, ids []int) (*eventLoop, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, os.NewSyscallError("epoll_create1", err)
+	}
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		return nil, os.NewSyscallError("fcntl", err)
+	}
+	f := os.NewFile(uintptr(epfd), "epoll")
+	raw, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	l := &eventLoop{e: e, domain: e.loopTarget.domain, addr: e.loopTarget.sockaddr(), index: index, stride: stride, epfd: epfd, epoll: f, raw: raw,
+		rbuf: make([]byte, loopReadBuffer), next: index - stride}
+	l.parkFn = l.pollNow
+	for _, id := range ids {
+		l.closed = append(l.closed, &loopConn{id: id, fd: -1,
+			gen: newGenerator(uint64(e.base.UnixNano()) + uint64(id)*0x9E3779B97F4A7C15)})
+	}
+	return l, nil
+}
+
+// runLoops runs the open model on event loops and returns when every loop
+// is done.
+func (e *engine) runLoops(loops []*eventLoop, done chan<- struct{}) {
+	finished := make(chan struct{}, len(loops))
+	for _, l := range loops {
+		go func() {
+			l.run()
+			finished <- struct{}{}
+		}()
+	}
+	for range loops {
+		<-finished
+	}
+	close(done)
+}
+
+// startLoops starts the loops of an open-model run, which close done when
+// they are finished; false when the run must use connection goroutines.
+func (e *engine) startLoops(done chan<- struct{}) bool {
+	if e.loopTarget == nil {
+		return false
+	}
+	n := e.cfg.Loops
+	if n <= 0 {
+		n = defaultLoops(e.cfg.Connections)
+	}
+	n = min(n, e.cfg.Connections)
+	loops := make([]*eventLoop, 0, n)
+	for k := range n {
+		var ids []int
+		for id := k; id < e.cfg.Connections; id += n {
+			ids = append(ids, id)
+		}
+		l, err := newEventLoop(e, int64(k), int64(n), ids)
+		if err != nil {
+			for _, l := range loops {
+				l.epoll.Close()
+			}
+			return false
+		}
+		loops = append(loops, l)
+	}
+	go e.runLoops(loops, done)
+	return true
+}
+
+// advance moves to this loop's next scheduled request.
+func (l *eventLoop) advance() {
+	l.next += l.stride
+	l.nextAt, l.pending = l.e.pacer.Offset(l.next)
+}
+
+// run is the loop, until its share of the schedule is sent (or given up)
+// and every request it sent is answered or timed out.
+func (l *eventLoop) run() {
+	defer l.shutdown()
+	l.advance()
+	for {
+		now := l.e.now()
+		l.dispatch(now)
+		l.giveUp(now)
+		if !l.pending && l.busy == 0 {
+			return
+		}
+		if l.busy > 0 && now-l.lastSweep >= loopSweepEvery {
+			l.lastSweep = now
+			l.sweep(now)
+		}
+		n, err := l.wait(now)
+		if err != nil {
+			return // cannot happen with a valid epoll descriptor
+		}
+		for i := range n {
+			ev := &l.events[i]
+			if int(ev.Fd) >= len(l.conns) {
+				continue
+			}
+			c := l.conns[ev.Fd]
+			if c == nil || c.fd != int(ev.Fd) {
+				continue
+			}
+			if ev.Events&unix.EPOLLOUT != 0 {
+				l.onWritable(c)
+			}
+			if ev.Events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 && c.fd >= 0 {
+				l.onReadable(c)
+			}
+		}
+	}
+}
+
+// dispatch sends every request due by now that has a connection to go on.
+// A request that finds none waits for the first one to come free: it
+// leaves late, and its corrected latency counts the wait.
+func (l *eventLoop) dispatch(now time.Duration) {
+	for l.pending && l.nextAt <= now {
+		c := l.takeIdle()
+		if c == nil {
+			return
+		}
+		l.start(c, now)
+		l.advance()
+	}
+}
+
+// giveUp stops this loop's schedule when the run is cancelled, or when
+// requests are still waiting for a connection one timeout after the
+// schedule's end; they are counted as unsent.
+func (l *eventLoop) giveUp(now time.Duration) {
+	if !l.pending {
+		return
+	}
+	cutoff := time.Duration(-1)
+	if l.e.stop.Load() {
+		cutoff = now
+	} else if l.nextAt <= now {
+		select {
+		case <-l.e.giveUp:
+			cutoff = l.e.end
+		default:
+		}
+	}
+	if cutoff >= 0 {
+		l.e.countUnsent(l.next, cutoff, l.index, l.stride)
+		l.pending = false
+	}
+}
+
+func (l *eventLoop) takeIdle() *loopConn {
+	if n := len(l.idle); n > 0 {
+		c := l.idle[n-1]
+		l.idle = l.idle[:n-1]
+		return c
+	}
+	if n := len(l.closed); n > 0 {
+		c := l.closed[n-1]
+		l.closed = l.closed[:n-1]
+		return c
+	}
+	return nil
+}
+
+// start sends the loop's next request on c.
+func (l *eventLoop) start(c *loopConn, now time.Duration) {
+	e := l.e
+	tmpl := e.reqs.pick(c.gen.rng)
+	c.gen.seq = uint64(l.next)
+	c.req = tmpl.build(c.req[:0], c.gen)
+	c.written, c.headOnly = 0, tmpl.headOnly
+	c.intended, c.sent, c.deadline = l.nextAt, now, now+e.cfg.Timeout
+	c.gotBytes, c.retried = false, false
+	c.resp.reset(tmpl.headOnly)
+	c.state = connBusy
+	l.busy++
+
+	counters := &e.rec.counters[c.id]
+	part := measured
+	if c.intended < e.warmup {
+		part = warm
+	}
+	counters.busy.Store(true)
+	counters.sent[part].Add(1)
+	if now-c.intended > LateThreshold {
+		counters.late[part].Add(1)
+	}
+	if c.fd < 0 {
+		l.connect(c)
+		return
+	}
+	c.reused = true
+	l.write(c)
+}
+
+// connect opens a non-blocking connection for c's request.
+func (l *eventLoop) connect(c *loopConn) {
+	c.reused = false
+	fd, err := unix.Socket(l.domain, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		l.fail(c, &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("socket", err)})
+		return
+	}
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1) // as net.Dial does
+	err = unix.Connect(fd, l.addr)
+	if err != nil && err != unix.EINPROGRESS {
+		unix.Close(fd)
+		l.fail(c, &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", err)})
+		return
+	}
+	for fd >= len(l.conns) {
+		l.conns = append(l.conns, nil)
+	}
+	l.conns[fd] = c
+	c.fd = fd
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(fd)}
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
+		l.fail(c, os.NewSyscallError("epoll_ctl", err))
+		return
+	}
+	if err == nil {
+		c.state = connBusy
+		l.write(c)
+		return
+	}
+	c.state = connConnecting
+}
+
+// onWritable finishes a connect, or a request the socket did not take at
+// once.
+func (l *eventLoop) onWritable(c *loopConn) {
+	switch {
+	case c.state == connConnecting:
+		soErr, err := unix.GetsockoptInt(c.fd, unix.SOL_SOCKET, unix.SO_ERROR)
+		if err == nil && soErr != 0 {
+			err = syscall.Errno(soErr)
+		}
+		if err != nil {
+			l.fail(c, &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", err)})
+			return
+		}
+		c.state = connBusy
+		l.write(c)
+	case c.state == connBusy && c.written < len(c.req):
+		l.write(c)
+	}
+}
+
+// write writes what the socket takes of c's request.
+func (l *eventLoop) write(c *loopConn) {
+	for c.written < len(c.req) {
+		n, err := rawio.Write(c.fd, c.req[c.written:])
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+			return // EPOLLOUT continues
+		case err != nil:
+			l.fail(c, &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", err)})
+			return
+		}
+		c.written += n
+	}
+}
+
+// onReadable reads what arrived on c.
+func (l *eventLoop) onReadable(c *loopConn) {
+	for c.fd >= 0 {
+		n, err := rawio.Read(c.fd, l.rbuf)
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+			return
+		case err != nil:
+			var rerr error = &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", err)}
+			if err == syscall.ECONNRESET && !c.gotBytes && c.state == connBusy {
+				rerr = &staleError{rerr}
+			}
+			l.fail(c, rerr)
+			return
+		case n == 0:
+			l.onEOF(c)
+			return
+		}
+		if c.state != connBusy {
+			// Bytes nobody asked for: the connection cannot be trusted
+			// with the next request.
+			l.drop(c)
+			return
+		}
+		c.gotBytes = true
+		used, perr := c.resp.feed(l.rbuf[:n])
+		if perr != nil {
+			l.fail(c, perr)
+			return
+		}
+		if c.resp.done() {
+			l.complete(c, c.resp.head.reuse && used == n && c.written == len(c.req))
+			return
+		}
+	}
+}
+
+// onEOF handles the peer's end of c.
+func (l *eventLoop) onEOF(c *loopConn) {
+	switch {
+	case c.state != connBusy:
+		l.drop(c) // an idle keep-alive connection the server closed
+	case c.resp.eof():
+		l.complete(c, false)
+	case !c.gotBytes:
+		l.fail(c, &staleError{io.EOF})
+	default:
+		l.fail(c, io.ErrUnexpectedEOF)
+	}
+}
+
+// complete records c's response and makes c idle.
+func (l *eventLoop) complete(c *loopConn, reuse bool) {
+	now := l.e.now()
+	l.record(c, outcome{status: c.resp.head.status, corrected: now - c.intended, uncorrected: now - c.sent})
+	if !reuse {
+		l.closeFd(c)
+	}
+	l.release(c)
+}
+
+// fail records c's request as failed with err, or sends it again on a new
+// connection when a reused one turned out closed by the server before any
+// of the response (an idle keep-alive timeout), once, as HTTP clients do.
+func (l *eventLoop) fail(c *loopConn, err error) {
+	if c.state != connConnecting && c.reused && !c.gotBytes && !c.retried && staleConn(err) {
+		l.closeFd(c)
+		c.retried = true
+		c.written = 0
+		c.resp.reset(c.headOnly)
+		l.connect(c)
+		return
+	}
+	now := l.e.now()
+	o := outcome{corrected: now - c.intended, uncorrected: now - c.sent, err: classify(err)}
+	o.timedOut = o.err == kindTimeout
+	l.record(c, o)
+	l.closeFd(c)
+	l.release(c)
+}
+
+func (l *eventLoop) record(c *loopConn, o outcome) {
+	o.part = measured
+	if c.intended < l.e.warmup {
+		o.part = warm
+	}
+	l.e.rec.record(c.id, o)
+	l.e.rec.counters[c.id].busy.Store(false)
+}
+
+// release returns c, its request done, to the idle connections.
+func (l *eventLoop) release(c *loopConn) {
+	c.state = connIdle
+	l.busy--
+	if c.fd >= 0 {
+		l.idle = append(l.idle, c)
+	} else {
+		l.closed = append(l.closed, c)
+	}
+}
+
+// drop closes an idle connection.
+func (l *eventLoop) drop(c *loopConn) {
+	l.closeFd(c)
+	for i, d := range l.idle {
+		if d == c {
+			l.idle = append(l.idle[:i], l.idle[i+1:]...)
+			l.closed = append(l.closed, c)
+			return
+		}
+	}
+}
+
+func (l *eventLoop) closeFd(c *loopConn) {
+	if c.fd < 0 {
+		return
+	}
+	l.conns[c.fd] = nil
+	unix.Close(c.fd) // closing removes it from the epoll set
+	c.fd = -1
+}
+
+// sweep fails the requests past their timeout.
+func (l *eventLoop) sweep(now time.Duration) {
+	for _, c := range l.conns {
+		if c != nil && c.state != connIdle && now >= c.deadline {
+			l.fail(c, os.ErrDeadlineExceeded)
+		}
+	}
+	// A connect that has not begun to answer is not in conns when it
+	// failed at once; nothing else can be busy without a descriptor.
+}
+
+// wait returns the events that arrive before the loop has something to
+// do: the next request to send, the next sweep, or (parked) a bounded
+// time, so that a cancelled run is noticed.
+func (l *eventLoop) wait(now time.Duration) (int, error) {
+	timeout := loopMaxPark
+	if l.pending && (len(l.idle) > 0 || len(l.closed) > 0) {
+		timeout = min(timeout, l.nextAt-now)
+	}
+	if l.busy > 0 {
+		timeout = min(timeout, l.lastSweep+loopSweepEvery-now)
+	}
+	if timeout > loopSpinWait {
+		return l.park(timeout - time.Millisecond)
+	}
+	n, err := rawio.EpollWait(l.epfd, l.events[:], timeout)
+	if err == syscall.EINTR {
+		return 0, nil
+	}
+	return n, err
+}
+
+// park waits in the runtime's poller for events, at most d.
+func (l *eventLoop) park(d time.Duration) (int, error) {
+	_ = l.epoll.SetReadDeadline(time.Now().Add(d))
+	err := l.raw.Read(l.parkFn)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	return l.polled, l.pollErr
+}
+
+// pollNow takes the events ready now; false parks until there are some.
+func (l *eventLoop) pollNow(fd uintptr) bool {
+	for {
+		l.polled, l.pollErr = rawio.EpollPoll(int(fd), l.events[:])
+		if l.pollErr != unix.EINTR {
+			return l.polled > 0 || l.pollErr != nil
+		}
+	}
+}
+
+// shutdown closes the loop's connections and epoll set.
+func (l *eventLoop) shutdown() {
+	for _, c := range l.conns {
+		if c != nil {
+			l.closeFd(c)
+		}
+	}
+	l.epoll.Close()
+}
