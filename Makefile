@@ -48,7 +48,7 @@ test: postgres vet
 # PostgreSQL behind it: the fuzz workers share the one cluster the
 # coordinator starts (see internal/pgtest).
 FUZZ_TARGETS := httpapi:FuzzAppendString httpapi:FuzzAppendUser httpapi:FuzzParseID httpapi:FuzzRoute \
-	httpapi:FuzzHandler evhttp:FuzzParseRequest
+	httpapi:FuzzHandler evhttp:FuzzParseRequest load:FuzzResponseReader
 fuzz:
 	@set -e; for pt in $(FUZZ_TARGETS); do \
 		pkg=$${pt%%:*}; target=$${pt#*:}; \
