@@ -50,11 +50,7 @@ test: postgres vet
 FUZZ_TARGETS := httpapi:FuzzAppendString httpapi:FuzzAppendUser httpapi:FuzzParseID httpapi:FuzzRoute \
 	httpapi:FuzzHandler evhttp:FuzzParseRequest load:FuzzResponseReader
 fuzz:
-	@set -e; for pt in $(FUZZ_TARGETS); do \
-		pkg=$${pt%%:*}; target=$${pt#*:}; \
-		echo "fuzz $$pkg $$target ($(FUZZTIME))"; \
-		$(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) ./internal/$$pkg; \
-	done
+	@GO=$(GO) ./scripts/fuzz.sh $(FUZZTIME) $(FUZZ_TARGETS)
 
 bench: postgres build
 	./bench/run.sh

@@ -70,6 +70,9 @@ func TestUsageErrors(t *testing.T) {
 		"bad slo":           {"run", "--target", srv.URL, "--slo", "p99<<fast"},
 		"bad start-at":      {"run", "--target", srv.URL, "--start-at", "tomorrow"},
 		"past start-at":     {"run", "--target", srv.URL, "--start-at", "2001-01-01T00:00:00Z"},
+		"bad engine":        {"run", "--target", srv.URL, "--rate", "10", "--engine", "turbo"},
+		"negative loops":    {"run", "--target", srv.URL, "--rate", "10", "--loops", "-1"},
+		"loops over https":  {"run", "--target", "https://127.0.0.1:1/", "--rate", "10", "--engine", "loops"},
 	}
 	for name, args := range cases {
 		code, stdout, stderr := runMain(args...)

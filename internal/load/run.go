@@ -110,10 +110,13 @@ func (c *Config) SetDefaults() {
 
 // Validate reports the first problem with c as one line.
 func (c *Config) Validate() error {
-	if _, err := parseTarget(c.Target); err != nil {
+	u, err := parseTarget(c.Target)
+	if err != nil {
 		return err
 	}
 	switch {
+	case c.Engine == EngineLoops && u.Scheme == "https":
+		return fmt.Errorf("engine %s: event loops speak plain http; use --engine %s for https", EngineLoops, EngineGoroutines)
 	case c.Rate < 0 || c.Rate > MaxRate || c.Rate != c.Rate:
 		return fmt.Errorf("rate %v: want 0 < rate <= %d requests/s", c.Rate, MaxRate)
 	case c.Rate > 0 && len(c.Stages) > 0:
