@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -116,10 +117,16 @@ func TestRunWritesReportsAndChecksSLO(t *testing.T) {
 	}
 	var sum struct {
 		Sent int64 `json:"requests_sent"`
+		Meta struct {
+			Engine string `json:"engine"`
+		} `json:"meta"`
 	}
 	b, _ := os.ReadFile(filepath.Join(out, "summary.json"))
 	if err := json.Unmarshal(b, &sum); err != nil || sum.Sent != 200 {
 		t.Errorf("summary.json: sent %d, %v", sum.Sent, err)
+	}
+	if runtime.GOOS == "linux" && (sum.Meta.Engine != "loops" || !strings.Contains(stdout, "open model on loops")) {
+		t.Errorf("engine %q, summary %q: want the event loops, named in both", sum.Meta.Engine, stdout)
 	}
 
 	code, _, stderr = runMain("run", "--target", srv.URL, "--rate", "50", "--duration", "1s", "--quiet", "--slo", "p50<1us")

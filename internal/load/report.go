@@ -158,6 +158,15 @@ func Summarize(rec *Recording) Summary {
 	return s
 }
 
+// modelLabel names the run's model and, for the open model, its engine:
+// "open model on loops".
+func modelLabel(m Meta) string {
+	if m.Engine != "" {
+		return m.Model + " model on " + m.Engine
+	}
+	return m.Model + " model"
+}
+
 // WriteText writes the final one-screen summary of a run.
 func (s Summary) WriteText(w io.Writer) error {
 	var b bytes.Buffer
@@ -165,7 +174,7 @@ func (s Summary) WriteText(w io.Writer) error {
 
 	head := []string{"loadgen"}
 	if m.Model != "" {
-		head = append(head, m.Model+" model")
+		head = append(head, modelLabel(m))
 	}
 	if m.Target != "" {
 		head = append(head, m.Target)

@@ -60,7 +60,7 @@ func newReportView(rec *Recording, sum Summary, slo SLO) reportView {
 	}
 	var sub []string
 	if m.Model != "" {
-		sub = append(sub, m.Model+" model")
+		sub = append(sub, modelLabel(m))
 	}
 	if m.Scenario != "" {
 		sub = append(sub, "scenario "+m.Scenario)
