@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"os"
 	"runtime"
@@ -378,10 +379,16 @@ func (e *engine) roundTrip(w *worker, tmpl *requestTemplate, deadline time.Time)
 }
 
 // staleConn reports an error that a server's close of an idle keep-alive
-// connection produces on the next request.
+// connection produces on the next request: the first read finds the
+// connection closed or reset, or the write finds it closed (EPIPE) or
+// reset.
 func staleConn(err error) bool {
-	var se *staleError
-	return errors.As(err, &se) || errors.Is(err, syscall.EPIPE)
+	var (
+		se *staleError
+		oe *net.OpError
+	)
+	return errors.As(err, &se) || errors.Is(err, syscall.EPIPE) ||
+		(errors.As(err, &oe) && oe.Op == "write" && errors.Is(err, syscall.ECONNRESET))
 }
 
 // collect rotates intervals at every IntervalLength (and at the end of the

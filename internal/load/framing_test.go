@@ -14,8 +14,9 @@ import (
 // framingServer answers GET /s/{i} with responseSamples[i] (without the
 // "NEXT" that follows it in the sample) and keeps the connection while the
 // response allows; with closeAfter it closes every connection after its
-// first response, without saying so, as a server's idle timeout does.
-func framingServer(t *testing.T, closeAfter bool, served *atomic.Int64) net.Listener {
+// first response, without saying so, as a server's idle timeout does, and
+// with resetAfter it resets it 20 ms later instead.
+func framingServer(t *testing.T, closeAfter, resetAfter bool, served *atomic.Int64) net.Listener {
 	return serveConns(t, func(c net.Conn) {
 		defer c.Close()
 		br := bufio.NewReader(c)
@@ -37,6 +38,11 @@ func framingServer(t *testing.T, closeAfter bool, served *atomic.Int64) net.List
 			if !more || strings.Contains(resp, "close") || strings.HasPrefix(resp, "HTTP/1.0 200 OK\r\nContent") || closeAfter {
 				return
 			}
+			if resetAfter {
+				time.Sleep(20 * time.Millisecond)
+				c.(*net.TCPConn).SetLinger(0)
+				return
+			}
 		}
 	})
 }
@@ -44,17 +50,18 @@ func framingServer(t *testing.T, closeAfter bool, served *atomic.Int64) net.List
 // TestResponseFraming: responses framed every way (length, chunked with
 // trailers, interim 1xx, no body, to the end of the connection, HTTP/1.0)
 // are each counted once with their status, none as an error, and
-// connections a server closed while idle are dialed again without an error.
+// connections a server closed (or reset) while idle are dialed again
+// without an error.
 func TestResponseFraming(t *testing.T) {
 	good := map[int]int{0: 200, 1: 404, 2: 200, 3: 200, 4: 201, 5: 204, 6: 304, 7: 200, 8: 200, 9: 200, 10: 200, 11: 200}
 	sc := &Scenario{}
 	for i := range good {
 		sc.Requests = append(sc.Requests, RequestSpec{Weight: 1, Method: "GET", Path: "/s/" + strconv.Itoa(i)})
 	}
-	for _, closeAfter := range []bool{false, true} {
+	for _, mode := range []string{"keep", "close", "reset"} {
 		forEachEngine(t, func(t *testing.T, with func(Config) Config) {
 			var served atomic.Int64
-			ln := framingServer(t, closeAfter, &served)
+			ln := framingServer(t, mode == "close", mode == "reset", &served)
 			rec, err := Run(context.Background(), with(Config{Target: "http://" + ln.Addr().String(), Rate: 400,
 				Duration: time.Second, Connections: 4, Scenario: sc, Timeout: time.Second}))
 			if err != nil {
@@ -62,8 +69,8 @@ func TestResponseFraming(t *testing.T) {
 			}
 			tot := sumUp(t, rec)
 			if tot.sent != 400 || tot.responses != 400 || len(tot.errors) != 0 || served.Load() != 400 {
-				t.Fatalf("close after each: %v; sent %d, responses %d, errors %v, served %d; want 400 each, no errors",
-					closeAfter, tot.sent, tot.responses, tot.errors, served.Load())
+				t.Fatalf("%s after each response: sent %d, responses %d, errors %v, served %d; want 400 each, no errors",
+					mode, tot.sent, tot.responses, tot.errors, served.Load())
 			}
 			for status := range tot.statuses {
 				if status != 200 && status != 404 && status != 201 && status != 204 && status != 304 {

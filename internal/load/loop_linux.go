@@ -448,9 +448,12 @@ func (l *eventLoop) onReadable(c *loopConn) {
 			continue
 		case err == syscall.EAGAIN:
 			return
+		case err != nil && c.state == connIdle:
+			l.drop(c) // reset while idle: no request to fail
+			return
 		case err != nil:
 			var rerr error = &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", err)}
-			if err == syscall.ECONNRESET && !c.gotBytes && c.state == connBusy {
+			if err == syscall.ECONNRESET && !c.gotBytes {
 				rerr = &staleError{rerr}
 			}
 			l.fail(c, rerr)
@@ -459,7 +462,7 @@ func (l *eventLoop) onReadable(c *loopConn) {
 			l.onEOF(c)
 			return
 		}
-		if c.state != connBusy {
+		if c.state == connIdle {
 			// Bytes nobody asked for: the connection cannot be trusted
 			// with the next request.
 			l.drop(c)
@@ -481,7 +484,7 @@ func (l *eventLoop) onReadable(c *loopConn) {
 // onEOF handles the peer's end of c.
 func (l *eventLoop) onEOF(c *loopConn) {
 	switch {
-	case c.state != connBusy:
+	case c.state == connIdle:
 		l.drop(c) // an idle keep-alive connection the server closed
 	case c.resp.eof():
 		l.complete(c, false, 0)
