@@ -150,7 +150,7 @@ func (c *httpConn) readResponse(headOnly bool) (status int, reuse bool, err erro
 	}
 	switch {
 	case h.noBody(headOnly):
-		return h.status, h.reuse, nil
+		return h.status, h.reuse && h.status != 101, nil // 101: the connection now speaks another protocol
 	case h.chunked:
 		return h.status, h.reuse, c.discardChunked()
 	case h.length >= 0:

@@ -121,6 +121,7 @@ type loopConn struct {
 	deadline time.Duration
 	gotBytes bool // some of the response arrived
 	retried  bool // sent again on a fresh connection already
+	waitsOut bool // for EPOLLOUT: a connect under way, or a request only partly written
 	resp     responseReader
 }
 
@@ -143,11 +144,22 @@ type eventLoop struct {
 	epfd  int
 	epoll *os.File // epfd, registered with the runtime's poller for long waits
 	raw   syscall.RawConn
+	// stamps is a socket that only keeps receive timestamps on for the
+	// run: the kernel turns them on for the whole machine when the first
+	// socket asks and off when the last one closes, and with connections
+	// that close after every response (Connection: close) it would do so
+	// over and over, patching its own code each time.
+	stamps int
 
+	all    []*loopConn // this loop's connections
 	conns  []*loopConn // by descriptor
 	idle   []*loopConn // connected and idle, most recently used last
 	closed []*loopConn // idle without a connection
 	busy   int
+	// waitingOut counts connections waiting for EPOLLOUT; while there are
+	// any, the loop waits in epoll rather than sleeping, since nothing
+	// would note when their connect or write could go on.
+	waitingOut int
 
 	next    int64 // the next request of this loop's share of the schedule
 	nextAt  time.Duration
@@ -182,10 +194,16 @@ func newEventLoop(e *engine, index, stride int64, ids []int) (*eventLoop, error)
 	l := &eventLoop{e: e, domain: e.loopTarget.domain, addr: e.loopTarget.sockaddr(), index: index, stride: stride, epfd: epfd, epoll: f, raw: raw,
 		rbuf: make([]byte, loopReadBuffer), next: index - stride}
 	l.parkFn = l.pollNow
+	l.stamps = -1
+	if fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0); err == nil {
+		_ = rawio.EnableRxTimestamps(fd)
+		l.stamps = fd
+	}
 	for _, id := range ids {
-		l.closed = append(l.closed, &loopConn{id: id, fd: -1,
+		l.all = append(l.all, &loopConn{id: id, fd: -1,
 			gen: newGenerator(uint64(e.base.UnixNano()) + uint64(id)*0x9E3779B97F4A7C15)})
 	}
+	l.closed = append(l.closed, l.all...)
 	return l, nil
 }
 
@@ -215,7 +233,9 @@ func (e *engine) startLoops(done chan<- struct{}) bool {
 	if n <= 0 {
 		n = defaultLoops(e.cfg.Connections)
 	}
-	n = min(n, e.cfg.Connections)
+	// A loop holds its processor while requests are due often: one must
+	// stay for the rest of the program.
+	n = min(n, e.cfg.Connections, max(1, runtime.GOMAXPROCS(0)-1))
 	loops := make([]*eventLoop, 0, n)
 	for k := range n {
 		var ids []int
@@ -225,8 +245,9 @@ func (e *engine) startLoops(done chan<- struct{}) bool {
 		l, err := newEventLoop(e, int64(k), int64(n), ids)
 		if err != nil {
 			for _, l := range loops {
-				l.epoll.Close()
+				l.shutdown()
 			}
+			e.loopTarget = nil // the recording names the engine that ran
 			return false
 		}
 		loops = append(loops, l)
@@ -265,7 +286,8 @@ func (l *eventLoop) run() {
 		}
 		n, err := l.wait(now)
 		if err != nil {
-			return // cannot happen with a valid epoll descriptor
+			l.abandon(now, os.NewSyscallError("epoll_wait", err)) // cannot happen with a valid epoll descriptor
+			return
 		}
 		for i := range n {
 			ev := &l.events[i]
@@ -280,9 +302,24 @@ func (l *eventLoop) run() {
 				l.onWritable(c)
 			}
 			if ev.Events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 && c.fd >= 0 {
-				l.onReadable(c)
+				l.onReadable(c, ev.Events&(unix.EPOLLRDHUP|unix.EPOLLHUP) != 0)
 			}
 		}
+	}
+}
+
+// abandon ends the loop's part of the run after its epoll set failed:
+// requests in flight fail with err, the rest of its schedule is unsent.
+func (l *eventLoop) abandon(now time.Duration, err error) {
+	for _, c := range l.all {
+		if c.state != connIdle {
+			c.retried = true // no second attempt
+			l.fail(c, err)
+		}
+	}
+	if l.pending {
+		l.e.countUnsent(l.next, max(now, l.e.end), l.index, l.stride)
+		l.pending = false
 	}
 }
 
@@ -314,6 +351,9 @@ func (l *eventLoop) giveUp(now time.Duration) {
 		select {
 		case <-l.e.giveUp:
 			cutoff = l.e.end
+			if l.e.stop.Load() { // cancelled: giveUp closes after stop is set
+				cutoff = now
+			}
 		default:
 		}
 	}
@@ -400,6 +440,19 @@ func (l *eventLoop) connect(c *loopConn) {
 		return
 	}
 	c.state = connConnecting
+	l.setWaitsOut(c, true)
+}
+
+// setWaitsOut notes whether c waits for EPOLLOUT.
+func (l *eventLoop) setWaitsOut(c *loopConn, v bool) {
+	if c.waitsOut != v {
+		c.waitsOut = v
+		if v {
+			l.waitingOut++
+		} else {
+			l.waitingOut--
+		}
+	}
 }
 
 // onWritable finishes a connect, or a request the socket did not take at
@@ -415,6 +468,7 @@ func (l *eventLoop) onWritable(c *loopConn) {
 			l.fail(c, &net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", err)})
 			return
 		}
+		l.setWaitsOut(c, false)
 		c.state = connBusy
 		l.write(c)
 	case c.state == connBusy && c.written < len(c.req):
@@ -430,17 +484,21 @@ func (l *eventLoop) write(c *loopConn) {
 		case err == syscall.EINTR:
 			continue
 		case err == syscall.EAGAIN:
-			return // EPOLLOUT continues
+			l.setWaitsOut(c, true) // EPOLLOUT continues
+			return
 		case err != nil:
 			l.fail(c, &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", err)})
 			return
 		}
 		c.written += n
 	}
+	l.setWaitsOut(c, false)
 }
 
-// onReadable reads what arrived on c.
-func (l *eventLoop) onReadable(c *loopConn) {
+// onReadable reads what arrived on c; peerDone means the peer has closed
+// its side, so c is not reused after this response (edge-triggered epoll
+// would not report that again).
+func (l *eventLoop) onReadable(c *loopConn, peerDone bool) {
 	for c.fd >= 0 {
 		n, rx, err := l.rx.Read(c.fd, l.rbuf)
 		switch {
@@ -475,7 +533,7 @@ func (l *eventLoop) onReadable(c *loopConn) {
 			return
 		}
 		if c.resp.done() {
-			l.complete(c, c.resp.head.reuse && used == n && c.written == len(c.req), rx)
+			l.complete(c, c.resp.head.reuse && !peerDone && used == n && c.written == len(c.req), rx)
 			return
 		}
 	}
@@ -571,6 +629,7 @@ func (l *eventLoop) drop(c *loopConn) {
 }
 
 func (l *eventLoop) closeFd(c *loopConn) {
+	l.setWaitsOut(c, false)
 	if c.fd < 0 {
 		return
 	}
@@ -581,13 +640,11 @@ func (l *eventLoop) closeFd(c *loopConn) {
 
 // sweep fails the requests past their timeout.
 func (l *eventLoop) sweep(now time.Duration) {
-	for _, c := range l.conns {
-		if c != nil && c.state != connIdle && now >= c.deadline {
+	for _, c := range l.all {
+		if c.state != connIdle && now >= c.deadline {
 			l.fail(c, os.ErrDeadlineExceeded)
 		}
 	}
-	// A connect that has not begun to answer is not in conns when it
-	// failed at once; nothing else can be busy without a descriptor.
 }
 
 // wait returns the events that arrive before the loop has something to
@@ -605,6 +662,7 @@ func (l *eventLoop) wait(now time.Duration) (int, error) {
 	}
 	timeout := loopMaxPark
 	sendable := l.pending && (len(l.idle) > 0 || len(l.closed) > 0)
+	sleep := sendable && l.waitingOut == 0
 	if sendable {
 		timeout = min(timeout, l.nextAt-now)
 	}
@@ -614,7 +672,7 @@ func (l *eventLoop) wait(now time.Duration) (int, error) {
 	switch {
 	case timeout > loopSpinWait:
 		return l.park(timeout - time.Millisecond)
-	case sendable:
+	case sleep:
 		rawio.Sleep(timeout)
 		return l.poll()
 	}
@@ -646,6 +704,7 @@ func (l *eventLoop) park(d time.Duration) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	l.more = l.polled == len(l.events)
 	return l.polled, l.pollErr
 }
 
@@ -667,4 +726,7 @@ func (l *eventLoop) shutdown() {
 		}
 	}
 	l.epoll.Close()
+	if l.stamps >= 0 {
+		unix.Close(l.stamps)
+	}
 }

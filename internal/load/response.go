@@ -202,32 +202,42 @@ func (r *responseReader) eof() bool {
 }
 
 // feedHeader gathers header bytes from p until the blank line that ends
-// the header, then parses it.
+// the header, then parses it. Only the header's bytes are kept.
 func (r *responseReader) feedHeader(p []byte) (int, error) {
-	from := max(len(r.buf)-2, 0) // an end may straddle the pieces
-	r.buf = append(r.buf, p...)
-	end := -1
-	for i := from; i < len(r.buf); i++ {
-		if r.buf[i] != '\n' || i == 0 {
-			continue
+	prev := len(r.buf)
+	// at returns byte k of r.buf followed by p.
+	at := func(k int) byte {
+		if k < prev {
+			return r.buf[k]
 		}
-		if r.buf[i-1] == '\n' || (i >= 2 && r.buf[i-1] == '\r' && r.buf[i-2] == '\n') {
-			end = i + 1
+		return p[k-prev]
+	}
+	for i := 0; i < len(p); {
+		j := bytes.IndexByte(p[i:], '\n')
+		if j < 0 {
 			break
 		}
-	}
-	if end < 0 {
-		if len(r.buf) > maxResponseHeader {
-			return len(p), &protocolError{"response header too long"}
+		k := prev + i + j // the '\n' in r.buf followed by p
+		i += j + 1
+		if k >= 1 && (at(k-1) == '\n' || (k >= 2 && at(k-1) == '\r' && at(k-2) == '\n')) {
+			if k+1 > maxResponseHeader {
+				return i, &protocolError{"response header too long"}
+			}
+			r.buf = append(r.buf, p[:i]...)
+			err := r.parseHeader(r.buf)
+			if cap(r.buf) > 4<<10 {
+				r.buf = nil // an unusually large header: do not keep its buffer
+			} else {
+				r.buf = r.buf[:0]
+			}
+			return i, err
 		}
-		return len(p), nil
 	}
-	used := len(p) - (len(r.buf) - end)
-	if err := r.parseHeader(r.buf[:end]); err != nil {
-		return used, err
+	if prev+len(p) > maxResponseHeader {
+		return len(p), &protocolError{"response header too long"}
 	}
-	r.buf = r.buf[:0]
-	return used, nil
+	r.buf = append(r.buf, p...)
+	return len(p), nil
 }
 
 // parseHeader parses a whole header and decides how the body is read.
@@ -252,6 +262,7 @@ func (r *responseReader) parseHeader(hdr []byte) error {
 		r.state = inHeader // 1xx interim response: the real one follows
 	case h.noBody(r.headOnly):
 		r.state = responseDone
+		r.head.reuse = h.reuse && h.status != 101 // 101: the connection now speaks another protocol
 	case h.chunked:
 		r.state = inChunkSize
 	case h.length == 0:

@@ -39,7 +39,7 @@ func (r *TimestampReader) Read(fd int, p []byte) (n int, rx int64, err error) {
 	r.msg.Control = &r.oob[0]
 	r.msg.SetControllen(len(r.oob))
 	r.msg.Flags = 0
-	got, _, e := syscall.RawSyscall(syscall.SYS_RECVMSG, uintptr(fd), uintptr(unsafe.Pointer(&r.msg)), 0)
+	got, _, e := syscall.RawSyscall(unix.SYS_RECVMSG, uintptr(fd), uintptr(unsafe.Pointer(&r.msg)), 0)
 	r.iov.Base = nil // do not keep p alive
 	if e != 0 {
 		return -1, 0, e
