@@ -103,7 +103,7 @@ func bindServeFlags(fs *flag.FlagSet, c *Config) {
 	fs.IntVar(&c.DemoUsers, "demo-users", c.DemoUsers, "users seeded on the first start of the private PostgreSQL")
 	fs.IntVar(&c.DemoProducts, "demo-products", c.DemoProducts, "products seeded on the first start of the private PostgreSQL")
 
-	fs.Func("pool-min-conns", fmt.Sprintf("connections the pool keeps open (default %d)", c.DB.MinConns), int32Setter(&c.DB.MinConns))
+	fs.Func("pool-min-conns", "connections the pool keeps open (default: --pool-max-conns, a fixed-size pool)", int32Setter(&c.DB.MinConns))
 	fs.Func("pool-max-conns", fmt.Sprintf("most connections the pool opens (default %d)", c.DB.MaxConns), int32Setter(&c.DB.MaxConns))
 	fs.DurationVar(&c.DB.AcquireTimeout, "pool-acquire-timeout", c.DB.AcquireTimeout, "longest wait for a pooled connection before answering 503")
 	fs.DurationVar(&c.DB.MaxConnLifetime, "pool-max-conn-lifetime", c.DB.MaxConnLifetime, "connections older than this are replaced")
