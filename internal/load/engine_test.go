@@ -417,18 +417,22 @@ func silentServer(t *testing.T) net.Listener {
 // with a reset (SO_LINGER 0) or with a plain FIN.
 func resettingServer(t *testing.T, reset bool) net.Listener {
 	return serveConns(t, func(c net.Conn) {
-		br := bufio.NewReader(c)
-		for {
-			line, err := br.ReadString('\n')
-			if err != nil || line == "\r\n" {
-				break
-			}
-		}
+		readRequestHead(bufio.NewReader(c))
 		if reset {
 			c.(*net.TCPConn).SetLinger(0)
 		}
 		c.Close()
 	})
+}
+
+// readRequestHead reads one request's line and headers and returns the
+// request line.
+func readRequestHead(br *bufio.Reader) (string, error) {
+	first, err := br.ReadString('\n')
+	for line := first; err == nil && line != "\r\n"; {
+		line, err = br.ReadString('\n')
+	}
+	return first, err
 }
 
 // garbageServer answers every request with something that is not HTTP.
@@ -437,13 +441,10 @@ func garbageServer(t *testing.T) net.Listener {
 		defer c.Close()
 		br := bufio.NewReader(c)
 		for {
-			line, err := br.ReadString('\n')
-			if err != nil {
+			if _, err := readRequestHead(br); err != nil {
 				return
 			}
-			if line == "\r\n" {
-				c.Write([]byte("SSH-2.0-OpenSSH\r\n\r\n"))
-			}
+			c.Write([]byte("SSH-2.0-OpenSSH\r\n\r\n"))
 		}
 	})
 }

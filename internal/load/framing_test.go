@@ -21,16 +21,11 @@ func framingServer(t *testing.T, closeAfter, resetAfter bool, served *atomic.Int
 		defer c.Close()
 		br := bufio.NewReader(c)
 		for {
-			line, err := br.ReadString('\n')
+			line, err := readRequestHead(br)
 			if err != nil {
 				return
 			}
 			path := strings.Fields(line + " x x")[1]
-			for line != "\r\n" {
-				if line, err = br.ReadString('\n'); err != nil {
-					return
-				}
-			}
 			i, _ := strconv.Atoi(strings.TrimPrefix(path, "/s/"))
 			resp, more := strings.CutSuffix(responseSamples[i], "NEXT")
 			served.Add(1) // before the write: the client may finish the run first
