@@ -37,6 +37,10 @@
 # most of a closed-model load with an instant 503 would measure something
 # else. "req/s" counts answers other than 5xx; CPU is per such answer.
 #
+# As root it puts PostgreSQL's shared memory on huge pages for the run
+# (vm.nr_hugepages, put back at exit; --no-huge-pages: not), see
+# bench/README.md "Huge pages for PostgreSQL".
+#
 # About 8 minutes with the defaults (+1½ with --wrk, +5 per extra
 # connection count). Loopback only; every process it starts is stopped by
 # pid on exit, Ctrl-C included.
@@ -61,7 +65,7 @@ usage() {
 	echo "flags: --closed SECONDS ($CLOSED_S) --open SECONDS ($OPEN_S) --warmup SECONDS ($WARMUP_S)"
 	echo "       --connections 'N M' ($CONNS_LIST) --routes 'A B' ($ROUTES)"
 	echo "       --idle-conns N ($IDLE_CONNS) --busy-conns N ($BUSY_CONNS) --busy SECONDS ($BUSY_S) --no-memory"
-	echo "       --no-pairs --wrk --profile --server-flags 'FLAGS' (default: --shed=false)"
+	echo "       --no-pairs --wrk --profile --no-huge-pages --server-flags 'FLAGS' (default: --shed=false)"
 	echo "env:   BENCH_DATA_DIR, BENCH_USERS, BENCH_PRODUCTS"
 }
 
@@ -78,6 +82,7 @@ while [ $# -gt 0 ]; do
 	--no-memory) MEMORY=0 ;;
 	--no-pairs) PAIRS=0 ;;
 	--wrk) WRK=1 ;;
+	--no-huge-pages) HUGE_PAGES=0 ;;
 	--profile) PROFILE=1 ;;
 	--server-flags) SERVER_FLAGS=$2; shift ;;
 	-h | --help) usage; exit 0 ;;
@@ -214,6 +219,8 @@ for coalesce in on off; do
 	done
 	stop_server
 done
+restore_huge_pages
+machine_json_finish "$OUT/machine.json"
 
 printf '%s\n' "${rows[@]}" | jq -s \
 	--slurpfile machine "$OUT/machine.json" --slurpfile memory "$OUT/memory.json" \

@@ -9,6 +9,13 @@
 BENCH_USERS=${BENCH_USERS:-1000000}
 BENCH_PRODUCTS=${BENCH_PRODUCTS:-100000}
 
+# HUGE_PAGES=1 (--no-huge-pages: 0): put PostgreSQL's shared memory on 2 MB
+# pages for the run, as root; see reserve_huge_pages.
+HUGE_PAGES=${HUGE_PAGES:-1}
+HUGE_PAGES_TRIED=
+HUGE_PAGES_RESTORE=
+HUGE_PAGES_STATE="not checked"
+
 STARTED_PIDS=()
 SERVER_PID=
 SERVER_ADDR=
@@ -100,6 +107,7 @@ bench_cleanup() {
 	for pid in "${STARTED_PIDS[@]}"; do
 		stop_pid "$pid" 60
 	done
+	restore_huge_pages
 	exit "$rc"
 }
 
@@ -151,8 +159,78 @@ start_server() {
 		DATA_CHECKED=1
 		log "data: $DATA_DIR holds at least $BENCH_USERS users and $BENCH_PRODUCTS products"
 	fi
+	if reserve_huge_pages; then
+		stop_server
+		launch_server "$@"
+		huge_pages_state
+	fi
 	prewarm
 	log "storefront $1: pid $SERVER_PID, http://$SERVER_ADDR ${*:2}"
+}
+
+# reserve_huge_pages, after the first server start: when storefront logged
+# that PostgreSQL's shared memory is on 4 kB pages, raise vm.nr_hugepages by
+# the huge pages it lacks and return 0, for the caller to restart the
+# server; bench_cleanup puts the old value back once every server has
+# stopped. On 2 MB pages lookups cost less (bench/README.md, "Huge pages
+# for PostgreSQL"). Only as root, only once per run, not with HUGE_PAGES=0;
+# HUGE_PAGES_STATE says what happened, for machine.json.
+reserve_huge_pages() {
+	local line needed total free want got
+	[ -z "$HUGE_PAGES_TRIED" ] || return 1
+	HUGE_PAGES_TRIED=1
+	huge_pages_state
+	line=$(grep -m1 "shared memory is on 4 kB pages" "$SERVER_LOG" || true)
+	[ -n "$line" ] || return 1
+	if [ "$HUGE_PAGES" != 1 ]; then
+		HUGE_PAGES_STATE="off (--no-huge-pages)"
+		return 1
+	fi
+	needed=$(sed -n 's/.*huge_pages_needed=\([0-9]*\).*/\1/p' <<<"$line")
+	[ -n "$needed" ] || return 1
+	if [ "$(id -u)" != 0 ] || ! [ -w /proc/sys/vm/nr_hugepages ]; then
+		HUGE_PAGES_STATE="off (vm.nr_hugepages needs root)"
+		log "huge pages: PostgreSQL's shared memory is on 4 kB pages; as root this script reserves the $needed huge pages it takes for the run"
+		return 1
+	fi
+	total=$(cat /proc/sys/vm/nr_hugepages)
+	free=$(awk '/^HugePages_Free:/ {print $2}' /proc/meminfo)
+	want=$((total + needed - free))
+	echo "$want" >/proc/sys/vm/nr_hugepages 2>/dev/null || true
+	got=$(cat /proc/sys/vm/nr_hugepages)
+	if [ "$got" = "$total" ]; then
+		HUGE_PAGES_STATE="off (the kernel gave none of the $needed huge pages)"
+		log "huge pages: the kernel gave none of the $needed huge pages PostgreSQL takes; the run goes on 4 kB pages"
+		return 1
+	fi
+	HUGE_PAGES_RESTORE=$total
+	log "huge pages: vm.nr_hugepages $total -> $got for PostgreSQL's $needed (put back at exit); restarting the server"
+	return 0
+}
+
+# huge_pages_state sets HUGE_PAGES_STATE from the server's log.
+huge_pages_state() {
+	if grep -q "shared memory is on huge pages" "$SERVER_LOG"; then
+		HUGE_PAGES_STATE=on
+		[ -n "$HUGE_PAGES_RESTORE" ] && HUGE_PAGES_STATE="on (reserved for the run)"
+	elif grep -q "shared memory is on 4 kB pages" "$SERVER_LOG"; then
+		HUGE_PAGES_STATE=off
+		[ -n "$HUGE_PAGES_RESTORE" ] && HUGE_PAGES_STATE="off (the kernel gave too few huge pages)"
+	fi
+	return 0
+}
+
+restore_huge_pages() {
+	[ -n "$HUGE_PAGES_RESTORE" ] || return 0
+	echo "$HUGE_PAGES_RESTORE" >/proc/sys/vm/nr_hugepages 2>/dev/null ||
+		log "warning: could not put vm.nr_hugepages back to $HUGE_PAGES_RESTORE"
+	HUGE_PAGES_RESTORE=
+}
+
+# machine_json_finish OUT/machine.json: adds what is known only after the
+# servers ran (huge pages).
+machine_json_finish() {
+	jq --arg hp "$HUGE_PAGES_STATE" '. + {postgres_huge_pages: $hp}' "$1" >"$1.tmp" && mv "$1.tmp" "$1"
 }
 
 # prewarm loads every table and index of the storefront database into

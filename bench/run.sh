@@ -17,6 +17,10 @@
 # --server-flags says otherwise. "ok req/s" counts answers other than 5xx,
 # and the open-model rate is half of the closed model's ok rate.
 #
+# As root it puts PostgreSQL's shared memory on huge pages for the run
+# (vm.nr_hugepages, put back at exit; --no-huge-pages: not), see
+# bench/README.md "Huge pages for PostgreSQL".
+#
 # About 2 minutes with the defaults (2¾ with --wrk). Loopback only; every
 # process it starts is stopped by pid on exit, Ctrl-C included.
 set -euo pipefail
@@ -32,7 +36,7 @@ SERVER_FLAGS=${SERVER_FLAGS:-}
 usage() {
 	sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
 	echo "flags: --closed SECONDS ($CLOSED_S) --open SECONDS ($OPEN_S) --warmup SECONDS ($WARMUP_S)"
-	echo "       --connections N ($CONNS) --scenarios 'A B' ($SCENARIOS) --wrk --server-flags 'FLAGS'"
+	echo "       --connections N ($CONNS) --scenarios 'A B' ($SCENARIOS) --wrk --no-huge-pages --server-flags 'FLAGS'"
 	echo "env:   BENCH_DATA_DIR, BENCH_USERS, BENCH_PRODUCTS"
 }
 
@@ -44,6 +48,7 @@ while [ $# -gt 0 ]; do
 	--connections) CONNS=$2; shift ;;
 	--scenarios) SCENARIOS=$2; shift ;;
 	--wrk) WRK=1 ;;
+	--no-huge-pages) HUGE_PAGES=0 ;;
 	--server-flags) SERVER_FLAGS=$2; shift ;;
 	-h | --help) usage; exit 0 ;;
 	*) usage >&2; exit 2 ;;
@@ -85,6 +90,8 @@ for scenario in $SCENARIOS; do
 	rows+=("$(row bench "$scenario" "$CONNS" open "$OUT/$scenario-open")")
 done
 stop_server
+restore_huge_pages
+machine_json_finish "$OUT/machine.json"
 
 printf '%s\n' "${rows[@]}" | jq -s \
 	--slurpfile machine "$OUT/machine.json" \

@@ -1,7 +1,7 @@
 # bench-table.jq: the make bench table from bench.json (jq -r -L bench/jq).
 include "format";
 "storefront \(.machine.commit) · \(.machine.nproc) CPUs (\(.machine.cpu)) · \(.config.users | int) users, \(.config.products | int) products · \(.config.conns) connections",
-"server: storefront serve \(.config.server_flags // "" | if . == "" then "(defaults)" else . end)",
+"server: storefront serve \(.config.server_flags // "" | if . == "" then "(defaults)" else . end); PostgreSQL's shared memory on huge pages: \(.machine.postgres_huge_pages // "not recorded")",
 "closed: \(.config.closed_s) s at most rate after a \(.config.warmup_s) s warm-up; open: \(.config.open_s) s at half of it; latency in ms, corrected for coordinated omission",
 "ok req/s: answers other than 5xx per second; CPU µs per ok answer: server+PG = storefront + PostgreSQL, gen = load generator; other cores: the rest of the machine",
 "",

@@ -24,7 +24,7 @@ def coalesce_label: if . == "coalesce-on" then "on" else "off" end;
     | runs($s; $r; $c) + {server: $s, route: $r, conns: $c, static: runs($s; "static"; $c)}
     | select(.closed != null) ] as $lines
 | "storefront \(.machine.commit) · \(.machine.nproc) CPUs (\(.machine.cpu)), \(.machine.memory) · \(.config.users | int) users, \(.config.products | int) products",
-  "server: storefront serve \(.config.server_flags | if . == "" then "(defaults)" else . end) --coalesce=on|off",
+  "server: storefront serve \(.config.server_flags | if . == "" then "(defaults)" else . end) --coalesce=on|off; PostgreSQL's shared memory on huge pages: \(.machine.postgres_huge_pages // "not recorded")",
   "max: closed model, \(.config.closed_s) s after a \(.config.warmup_s) s warm-up; half: open model, \(.config.open_s) s at half the max rate; ms corrected for coordinated omission",
   "rate / static just before: against the static route's closed run made right before this route's (its req/s in brackets); the machine's speed drifts over minutes",
   "rate / static from CPU: (static's srv+PG+gen µs/req) / (the route's), the ratio expected on a machine running nothing else",

@@ -283,7 +283,24 @@ func resolveDatabase(ctx context.Context, cfg Config, logger *slog.Logger) (stri
 		return "", nil, err
 	}
 	logger.Info("private PostgreSQL running", "data_dir", dir, "psql", pg.DSN(embeddedDatabase))
+	logSharedMemory(ctx, pg, logger)
 	return pg.DSN(embeddedDatabase), pg, nil
+}
+
+// logSharedMemory says whether the private PostgreSQL's shared memory is
+// on huge pages and, when it is not, how many to reserve: on 4 kB pages
+// lookups cost more (bench/README.md, "Huge pages for PostgreSQL").
+func logSharedMemory(ctx context.Context, pg *pgembed.Server, logger *slog.Logger) {
+	sm, err := pg.SharedMemory(ctx)
+	switch {
+	case err != nil:
+		logger.Info("cannot tell whether PostgreSQL's shared memory is on huge pages", "err", err)
+	case sm.HugePages:
+		logger.Info("PostgreSQL's shared memory is on huge pages", "huge_pages", true, "huge_pages_needed", sm.HugePagesNeeded)
+	case sm.HugePagesNeeded > 0:
+		logger.Info("PostgreSQL's shared memory is on 4 kB pages: lookups cost more; reserve huge pages for it (sysctl vm.nr_hugepages, free ones count) and restart",
+			"huge_pages", false, "huge_pages_needed", sm.HugePagesNeeded)
+	}
 }
 
 // openMaintenance opens a maintenance pool (no statement timeout) for the

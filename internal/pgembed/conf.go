@@ -47,6 +47,7 @@ func settings(cfg *Config, socketDir string, memBytes uint64) []setting {
 		{"unix_socket_permissions", "0777", "the directory's mode is the gate (0700 cluster dir by default), so local clients of any uid, root included, need no group membership"},
 		{"max_connections", "200", "the API pool plus tests, migrations and psql; an idle connection costs a few MB"},
 		{"shared_buffers", fmt.Sprintf("%dMB", sharedBuffers/mb), "25% of RAM, capped: the OS page cache holds the rest of the hot set"},
+		{"huge_pages", "try", "2 MB pages for shared memory when the kernel has them reserved (vm.nr_hugepages), 4 kB pages otherwise; see SharedMemory"},
 		{"effective_cache_size", fmt.Sprintf("%dMB", memBytes*3/4/mb), "planner hint only (no allocation): most of RAM caches our data, so index scans are cheap"},
 		{"maintenance_work_mem", fmt.Sprintf("%dMB", maintenance/mb), "faster index builds when seeding and migrating"},
 		{"random_page_cost", "1.1", "SSD and page cache: a random read costs about a sequential one, so prefer index scans"},

@@ -154,6 +154,28 @@ func TestServer(t *testing.T) {
 		}
 	})
 
+	step("shared memory", func(t *testing.T) {
+		sm, err := srv.SharedMemory(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%+v", sm)
+		reserved, supported := meminfoHugePages(t)
+		if !supported {
+			if sm.HugePages || sm.HugePagesNeeded != 0 {
+				t.Errorf("no huge pages in this kernel, yet %+v", sm)
+			}
+			return
+		}
+		// 128MB of shared_buffers (Ephemeral) and some more, in 2 MB pages.
+		if sm.HugePagesNeeded < 64 {
+			t.Errorf("HugePagesNeeded = %d, want at least 64", sm.HugePagesNeeded)
+		}
+		if reserved == 0 && sm.HugePages {
+			t.Errorf("no huge pages reserved on this machine, yet HugePages is true")
+		}
+	})
+
 	step("settings", func(t *testing.T) {
 		for name, want := range map[string]string{
 			"jit":                     "off",
@@ -398,5 +420,43 @@ func TestParentDeath(t *testing.T) {
 	}
 	if got := queryString(t, ctx, srv.DSN("postgres"), "SHOW fsync"); got != "on" {
 		t.Errorf("durable cluster has fsync=%s", got)
+	}
+}
+
+// meminfoHugePages reads HugePages_Total from /proc/meminfo, and whether
+// the kernel has huge pages at all.
+func meminfoHugePages(t *testing.T) (total int, supported bool) {
+	t.Helper()
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for line := range strings.Lines(string(b)) {
+		if v, ok := strings.CutPrefix(line, "HugePages_Total:"); ok {
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil {
+				t.Fatalf("meminfo: %q", line)
+			}
+			return n, true
+		}
+	}
+	return 0, false
+}
+
+func TestMapsHaveHugeSegment(t *testing.T) {
+	for _, tc := range []struct {
+		maps string
+		want bool
+	}{
+		{"7f5d97200000-7f5db9e00000 rw-s 00000000 00:11 2467368                    /anon_hugepage (deleted)\n", true},
+		{"7f900897c000-7f902b43e000 rw-s 00000000 00:01 1606                       /dev/zero (deleted)\n" +
+			"7f902d81f000-7f902d820000 rw-s 00000000 00:01 229384                     /SYSV00510112 (deleted)\n", false},
+		{"7f5d97200000-7f5db9e00000 rw-p 00000000 00:11 2467368                    /anon_hugepage (deleted)\n", false}, // private
+		{"", false},
+	} {
+		got, err := mapsHaveHugeSegment(strings.NewReader(tc.maps))
+		if err != nil || got != tc.want {
+			t.Errorf("mapsHaveHugeSegment(%q) = %v, %v; want %v", tc.maps, got, err, tc.want)
+		}
 	}
 }
