@@ -179,6 +179,7 @@ func TestServer(t *testing.T) {
 	step("settings", func(t *testing.T) {
 		for name, want := range map[string]string{
 			"jit":                     "off",
+			"huge_pages":              "try",
 			"fsync":                   "off", // Ephemeral
 			"listen_addresses":        "",
 			"max_connections":         "200",
