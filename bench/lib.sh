@@ -169,7 +169,7 @@ start_server() {
 }
 
 # reserve_huge_pages, after the first server start: when storefront logged
-# that PostgreSQL's shared memory is on 4 kB pages, raise vm.nr_hugepages by
+# that PostgreSQL's shared memory is not on huge pages, raise vm.nr_hugepages by
 # the huge pages it lacks and return 0, for the caller to restart the
 # server; bench_cleanup puts the old value back once every server has
 # stopped. On 2 MB pages lookups cost less (bench/README.md, "Huge pages
@@ -180,7 +180,7 @@ reserve_huge_pages() {
 	[ -z "$HUGE_PAGES_TRIED" ] || return 1
 	HUGE_PAGES_TRIED=1
 	huge_pages_state
-	line=$(grep -m1 "shared memory is on 4 kB pages" "$SERVER_LOG" || true)
+	line=$(grep -m1 "shared memory is not on huge pages" "$SERVER_LOG" || true)
 	[ -n "$line" ] || return 1
 	if [ "$HUGE_PAGES" != 1 ]; then
 		HUGE_PAGES_STATE="off (--no-huge-pages)"
@@ -190,12 +190,16 @@ reserve_huge_pages() {
 	[ -n "$needed" ] || return 1
 	if [ "$(id -u)" != 0 ] || ! [ -w /proc/sys/vm/nr_hugepages ]; then
 		HUGE_PAGES_STATE="off (vm.nr_hugepages needs root)"
-		log "huge pages: PostgreSQL's shared memory is on 4 kB pages; as root this script reserves the $needed huge pages it takes for the run"
+		log "huge pages: PostgreSQL's shared memory is not on huge pages; as root this script reserves the $needed huge pages it takes for the run"
 		return 1
 	fi
 	total=$(cat /proc/sys/vm/nr_hugepages)
 	free=$(awk '/^HugePages_Free:/ {print $2}' /proc/meminfo)
 	want=$((total + needed - free))
+	if [ "$want" -le "$total" ]; then
+		log "huge pages: $free free now, enough for PostgreSQL's $needed; restarting the server"
+		return 0
+	fi
 	echo "$want" >/proc/sys/vm/nr_hugepages 2>/dev/null || true
 	got=$(cat /proc/sys/vm/nr_hugepages)
 	if [ "$got" = "$total" ]; then
@@ -213,7 +217,7 @@ huge_pages_state() {
 	if grep -q "shared memory is on huge pages" "$SERVER_LOG"; then
 		HUGE_PAGES_STATE=on
 		[ -n "$HUGE_PAGES_RESTORE" ] && HUGE_PAGES_STATE="on (reserved for the run)"
-	elif grep -q "shared memory is on 4 kB pages" "$SERVER_LOG"; then
+	elif grep -q "shared memory is not on huge pages" "$SERVER_LOG"; then
 		HUGE_PAGES_STATE=off
 		[ -n "$HUGE_PAGES_RESTORE" ] && HUGE_PAGES_STATE="off (the kernel gave too few huge pages)"
 	fi

@@ -288,7 +288,7 @@ func resolveDatabase(ctx context.Context, cfg Config, logger *slog.Logger) (stri
 }
 
 // logSharedMemory says whether the private PostgreSQL's shared memory is
-// on huge pages and, when it is not, how many to reserve: on 4 kB pages
+// on huge pages and, when it is not, how many to reserve: on small pages
 // lookups cost more (bench/README.md, "Huge pages for PostgreSQL").
 func logSharedMemory(ctx context.Context, pg *pgembed.Server, logger *slog.Logger) {
 	sm, err := pg.SharedMemory(ctx)
@@ -298,7 +298,7 @@ func logSharedMemory(ctx context.Context, pg *pgembed.Server, logger *slog.Logge
 	case sm.HugePages:
 		logger.Info("PostgreSQL's shared memory is on huge pages", "huge_pages", true, "huge_pages_needed", sm.HugePagesNeeded)
 	case sm.HugePagesNeeded > 0:
-		logger.Info("PostgreSQL's shared memory is on 4 kB pages: lookups cost more; reserve huge pages for it (sysctl vm.nr_hugepages, free ones count) and restart",
+		logger.Info("PostgreSQL's shared memory is not on huge pages: lookups cost more; reserve huge pages for it (sysctl vm.nr_hugepages, free ones count) and restart",
 			"huge_pages", false, "huge_pages_needed", sm.HugePagesNeeded)
 	}
 }
