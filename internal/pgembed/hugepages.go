@@ -77,18 +77,17 @@ func mapsHaveHugeSegment(r io.Reader) (bool, error) {
 
 // show returns a setting's value, as SHOW prints it, on a connection of
 // its own to the postgres database.
-func (k Socket) show(ctx context.Context, name string) (string, error) {
-	conn, err := pgconn.Connect(ctx, k.DSN("postgres"))
-	if err != nil {
-		return "", fmt.Errorf("pgembed: %w", err)
-	}
-	defer conn.Close(context.WithoutCancel(ctx))
-	res := conn.ExecParams(ctx, "SELECT current_setting($1)", [][]byte{[]byte(name)}, nil, nil, nil).Read()
-	if res.Err != nil {
-		return "", fmt.Errorf("pgembed: SHOW %s: %w", name, res.Err)
-	}
-	if len(res.Rows) != 1 || len(res.Rows[0]) != 1 {
-		return "", fmt.Errorf("pgembed: SHOW %s: no value", name)
-	}
-	return string(res.Rows[0][0]), nil
+func (k Socket) show(ctx context.Context, name string) (value string, err error) {
+	err = k.withConn(ctx, func(conn *pgconn.PgConn) error {
+		res := conn.ExecParams(ctx, "SELECT current_setting($1)", [][]byte{[]byte(name)}, nil, nil, nil).Read()
+		if res.Err != nil {
+			return fmt.Errorf("pgembed: SHOW %s: %w", name, res.Err)
+		}
+		if len(res.Rows) != 1 || len(res.Rows[0]) != 1 {
+			return fmt.Errorf("pgembed: SHOW %s: no value", name)
+		}
+		value = string(res.Rows[0][0])
+		return nil
+	})
+	return value, err
 }

@@ -681,18 +681,26 @@ func (k Socket) DropDatabase(ctx context.Context, name string) error {
 	return k.exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
 }
 
-// exec runs one statement as superuser in the postgres database, on a
-// connection of its own: these are rare, and it survives restarts.
+// exec runs one statement as superuser in the postgres database.
 func (k Socket) exec(ctx context.Context, sql string) error {
+	return k.withConn(ctx, func(conn *pgconn.PgConn) error {
+		if _, err := conn.Exec(ctx, sql).ReadAll(); err != nil {
+			return fmt.Errorf("pgembed: %s: %w", sql, err)
+		}
+		return nil
+	})
+}
+
+// withConn runs f on a superuser connection to the postgres database of
+// its own, closed afterwards: these calls are rare, and a connection of
+// their own survives restarts of the server.
+func (k Socket) withConn(ctx context.Context, f func(*pgconn.PgConn) error) error {
 	conn, err := pgconn.Connect(ctx, k.DSN("postgres"))
 	if err != nil {
 		return fmt.Errorf("pgembed: %w", err)
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
-	if _, err := conn.Exec(ctx, sql).ReadAll(); err != nil {
-		return fmt.Errorf("pgembed: %s: %w", sql, err)
-	}
-	return nil
+	return f(conn)
 }
 
 // sysProcAttr runs a child in its own process group, so a Ctrl-C on the
