@@ -55,8 +55,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "seed":
 		err = seedCmd(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-version":
-		fmt.Fprintln(stdout, "storefront", buildVersion())
-		return 0
+		err = versionCmd(args[1:], stdout, stderr)
 	case "help", "-h", "--help", "-help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -76,6 +75,17 @@ func run(args []string, stdout, stderr io.Writer) int {
 		printError(stderr, args[0], err)
 		return 1
 	}
+}
+
+// versionCmd prints the version; it takes no flags or arguments.
+func versionCmd(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("storefront version", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "storefront", buildVersion())
+	return nil
 }
 
 // printError writes one line per problem, each naming the command.

@@ -289,6 +289,13 @@ func TestCommands(t *testing.T) {
 		t.Fatalf("second seed inserted rows: exit %d %q", code, out)
 	}
 
+	if code, out, _ := runCmd("version"); code != 0 || !strings.HasPrefix(out, "storefront ") {
+		t.Errorf("version: exit %d, %q", code, out)
+	}
+	if code, out, errOut := runCmd("version", "--help"); code != 0 || out != "" || !strings.Contains(errOut, "Usage of storefront version") {
+		t.Errorf("version --help: exit %d, stdout %q, stderr %q; want 0 and its usage", code, out, errOut)
+	}
+
 	for _, tc := range []struct {
 		args []string
 		want string
@@ -299,6 +306,8 @@ func TestCommands(t *testing.T) {
 		{[]string{"serve", "--log-level", "loud"}, "--log-level"},
 		{[]string{"serve", "--pool-min-conns", "50", "--pool-max-conns", "10"}, "exceeds max"},
 		{[]string{"serve", "extra"}, `unexpected argument "extra"`},
+		{[]string{"version", "extra"}, `unexpected argument "extra"`},
+		{[]string{"version", "--bogus"}, "bogus"},
 		{[]string{"seed", "--dsn", dsn, "--users", "-1"}, "users"},
 		{[]string{"migrate", "--dsn", "postgres://nobody@127.0.0.1:1/x?connect_timeout=1"}, "unavailable"},
 	} {
