@@ -31,6 +31,14 @@
 #   bench/compare.sh --profile                # CPU profile of storefront during each closed run
 #   bench/compare.sh --routes "static users-uniform" --closed 5 --open 5 --no-memory
 #   bench/compare.sh --server-flags ''       # storefront's defaults, admission control included
+#   bench/compare.sh --rounds 3               # three open-model runs per route, the table shows the median
+#
+# --rounds N repeats each route's open-model run at half its maximum rate N
+# times: the first right after its closed run, the others after every route
+# of that server has run once, round by round, so that they meet different
+# minutes of a machine whose speed drifts. The table reports the run with
+# the median p99 (the higher of the two middle ones for an even N) and the
+# range; the targets show the median and the worst round.
 #
 # storefront runs with --shed=false by default (when it has that flag): this
 # compares the cost of the request path, and admission control answering
@@ -42,7 +50,7 @@
 # bench/README.md "Huge pages for PostgreSQL".
 #
 # About 8 minutes with the defaults (+1½ with --wrk, +5 per extra
-# connection count). Loopback only; every process it starts is stopped by
+# connection count, +2½ per extra round). Loopback only; every process it starts is stopped by
 # pid on exit, Ctrl-C included.
 set -euo pipefail
 
@@ -58,6 +66,7 @@ MEMORY=${MEMORY:-1}
 WRK=${WRK:-0}
 PROFILE=${PROFILE:-0}
 PAIRS=${PAIRS:-1}
+ROUNDS=${ROUNDS:-1}
 SERVER_FLAGS=${SERVER_FLAGS-default}
 
 usage() {
@@ -65,7 +74,7 @@ usage() {
 	echo "flags: --closed SECONDS ($CLOSED_S) --open SECONDS ($OPEN_S) --warmup SECONDS ($WARMUP_S)"
 	echo "       --connections 'N M' ($CONNS_LIST) --routes 'A B' ($ROUTES)"
 	echo "       --idle-conns N ($IDLE_CONNS) --busy-conns N ($BUSY_CONNS) --busy SECONDS ($BUSY_S) --no-memory"
-	echo "       --no-pairs --wrk --profile --no-huge-pages --server-flags 'FLAGS' (default: --shed=false)"
+	echo "       --rounds N ($ROUNDS) --no-pairs --wrk --profile --no-huge-pages --server-flags 'FLAGS' (default: --shed=false)"
 	echo "env:   BENCH_DATA_DIR, BENCH_USERS, BENCH_PRODUCTS"
 }
 
@@ -81,6 +90,7 @@ while [ $# -gt 0 ]; do
 	--busy) BUSY_S=$2; shift ;;
 	--no-memory) MEMORY=0 ;;
 	--no-pairs) PAIRS=0 ;;
+	--rounds) ROUNDS=$2; shift ;;
 	--wrk) WRK=1 ;;
 	--no-huge-pages) HUGE_PAGES=0 ;;
 	--profile) PROFILE=1 ;;
@@ -90,6 +100,8 @@ while [ $# -gt 0 ]; do
 	esac
 	shift
 done
+
+case $ROUNDS in '' | *[!0-9]* | 0) echo "compare.sh: --rounds wants a whole number of at least 1, not '$ROUNDS'" >&2; exit 2 ;; esac
 
 # shellcheck source=bench/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -178,7 +190,20 @@ profile_wait() {
 	profile_pid=
 }
 
+# open_run SERVER ROUTE CONNS RATE ROUND: one open-model run, its row
+# tagged with the round.
+open_run() {
+	local server=$1 route=$2 conns=$3 rate=$4 round=$5
+	local name=$server-$route-c$conns
+	local dir=$OUT/$name-open
+	[ "$round" -gt 1 ] && dir=$OUT/$name-open-r$round
+	log "$name: open ${OPEN_S}s at $rate req/s (round $round of $ROUNDS)"
+	measure_loadgen "$dir" "$route" "$conns" "$OPEN_S" "$rate"
+	rows+=("$(row "$server" "$route" "$conns" open "$dir" | jq -c --argjson r "$round" '.round = $r')")
+}
+
 rows=()
+declare -A half_rate
 if [ "$MEMORY" = 1 ]; then memory_idle; fi
 for coalesce in on off; do
 	flag=true
@@ -212,9 +237,15 @@ for coalesce in on off; do
 
 			half=$(jq -n --argjson r "$max_rate" '$r / 2 | floor')
 			[ "$half" -ge 1 ] || die "$name: the closed run achieved $max_rate ok req/s; nothing to halve"
-			log "$name: open ${OPEN_S}s at $half req/s"
-			measure_loadgen "$OUT/$name-open" "$route" "$conns" "$OPEN_S" "$half"
-			rows+=("$(row "$server" "$route" "$conns" open "$OUT/$name-open")")
+			half_rate[$name]=$half
+			open_run "$server" "$route" "$conns" "$half" 1
+		done
+	done
+	for ((round = 2; round <= ROUNDS; round++)); do
+		for route in $ROUTES; do
+			for conns in $CONNS_LIST; do
+				open_run "$server" "$route" "$conns" "${half_rate[$server-$route-c$conns]}" "$round"
+			done
 		done
 	done
 	stop_server
@@ -226,11 +257,11 @@ printf '%s\n' "${rows[@]}" | jq -s \
 	--slurpfile machine "$OUT/machine.json" --slurpfile memory "$OUT/memory.json" \
 	--argjson users "$BENCH_USERS" --argjson products "$BENCH_PRODUCTS" \
 	--arg conns "$CONNS_LIST" --arg routes "$ROUTES" --arg flags "$SERVER_FLAGS" \
-	--argjson closed "$CLOSED_S" --argjson open "$OPEN_S" --argjson warmup "$WARMUP_S" \
+	--argjson closed "$CLOSED_S" --argjson open "$OPEN_S" --argjson warmup "$WARMUP_S" --argjson rounds "$ROUNDS" \
 	--argjson elapsed $(($(date +%s) - started)) \
 	'{machine: $machine[0],
 	  config: {users: $users, products: $products, connections: ($conns | split(" ") | map(select(. != "") | tonumber)),
-	    routes: ($routes | split(" ") | map(select(. != ""))), closed_s: $closed, open_s: $open, warmup_s: $warmup, server_flags: $flags},
+	    routes: ($routes | split(" ") | map(select(. != ""))), closed_s: $closed, open_s: $open, open_rounds: $rounds, warmup_s: $warmup, server_flags: $flags},
 	  elapsed_s: $elapsed, memory: $memory[0], rows: .}' >"$OUT/compare.json"
 jq -r -L bench/jq -f bench/jq/compare-table.jq "$OUT/compare.json" >"$OUT/compare.md"
 echo
