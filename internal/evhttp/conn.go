@@ -372,21 +372,29 @@ func (c *conn) flushLocked(l *loop) {
 	}
 }
 
-// onWritable resumes a response the socket could not take at once.
+// onWritable resumes a response the socket could not take at once, then
+// the requests that waited for it. It resumes them even when out is
+// already empty: serving stops on a backed-up response, and the flush at
+// the end of onReadable may empty out before this event, which the client
+// taking bytes queued, arrives; without it, the requests left in in would
+// wait for the idle timeout.
 func (c *conn) onWritable(l *loop) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.closed && c.out != nil {
-		c.flushLocked(l)
-		if !c.closed && !c.busy && !c.closeAfter && (c.readPending || c.in != nil) {
-			c.readPending = false
-			c.mu.Unlock()
-			c.onReadable(l, false)
-			c.mu.Lock()
-			return
-		}
-		c.closeIfDoneLocked()
+	if c.closed {
+		return
 	}
+	if c.out != nil {
+		c.flushLocked(l)
+	}
+	if !c.closed && !c.busy && !c.closeAfter && (c.readPending || c.in != nil) {
+		c.readPending = false
+		c.mu.Unlock()
+		c.onReadable(l, false)
+		c.mu.Lock()
+		return
+	}
+	c.closeIfDoneLocked()
 }
 
 // startLingerLocked half-closes the connection after its last response

@@ -177,13 +177,15 @@ func (l *loop) pollEvents(fd uintptr) bool {
 
 // run is the loop itself, until the server stops (the server closes its
 // descriptors afterwards). A failing epoll wait, which should not happen,
-// logs nothing and ends the loop: its connections then time out.
+// ends the loop and closes its connections: nothing would serve them or
+// sweep their deadlines any more.
 func (l *loop) run() {
 	var woken []*conn
 	_ = l.epoll.SetReadDeadline(time.Now().Add(sweepEvery))
 	for !l.srv.stopped.Load() {
 		n, err := l.wait()
 		if err != nil {
+			l.closeAll()
 			return
 		}
 		for i := range n {
@@ -215,6 +217,15 @@ func (l *loop) run() {
 			l.lastSweep = now
 			l.sweep(now)
 		}
+	}
+}
+
+// closeAll closes every connection of the loop.
+func (l *loop) closeAll() {
+	for _, c := range l.snapshot() {
+		c.mu.Lock()
+		c.closeLocked()
+		c.mu.Unlock()
 	}
 }
 

@@ -9,10 +9,13 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Tests of the server's limits and framing edge cases.
@@ -214,5 +217,113 @@ func TestHTTP10ChunkedRequestCloses(t *testing.T) {
 	got := raw(t, addr, "POST /sync/a HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /sync/b HTTP/1.0\r\n\r\n")
 	if strings.Contains(got, "/sync/b") {
 		t.Fatalf("a second request was served after an HTTP/1.0 chunked one: %q", got)
+	}
+}
+
+// Serving stops while a response is backed up. When the flush that ends
+// onReadable then empties it, the EPOLLOUT event that the client's reading
+// queued finds nothing left to write, and must still serve the requests
+// left buffered instead of leaving them to the idle timeout. The test puts
+// a connection of a loop that is not running in that state and delivers
+// the event.
+func TestWritableEventResumesBufferedRequests(t *testing.T) {
+	s := NewServer(DefaultConfig(), limitsHandler{small: 16})
+	l, err := newLoop(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.stop()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.SetNonblock(fds[0], true); err != nil {
+		t.Fatal(err)
+	}
+	client, err := net.FileConn(os.NewFile(uintptr(fds[1]), "client"))
+	unix.Close(fds[1]) // FileConn holds its own copy
+	if err != nil {
+		unix.Close(fds[0])
+		t.Fatal(err)
+	}
+	defer client.Close()
+	c := &conn{srv: s, loop: l, fd: fds[0]}
+	c.x.c = c
+	s.conns.Add(1)
+	if err := l.add(c); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		c.mu.Lock()
+		c.closeLocked()
+		c.mu.Unlock()
+	}()
+
+	c.mu.Lock() // what onReadable leaves: whole requests buffered, nothing to write, no read pending
+	c.in = s.chunks.get()
+	c.in.b = append(c.in.b, strings.Repeat("GET /s HTTP/1.1\r\nHost: x\r\n\r\n", 2)...)
+	c.mu.Unlock()
+	c.onWritable(l)
+
+	_ = client.SetReadDeadline(time.Now().Add(2 * time.Second))
+	r := bufio.NewReader(client)
+	for i := range 2 {
+		resp, err := http.ReadResponse(r, nil)
+		if err != nil {
+			t.Fatalf("response %d to the buffered requests: %v", i, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || len(body) != 16 {
+			t.Fatalf("response %d: %d, %d bytes", i, resp.StatusCode, len(body))
+		}
+	}
+}
+
+// A request partly received when Shutdown's CloseGrace ends is not cut off
+// with the idle connections: it is answered once it is complete.
+func TestShutdownKeepsPartlyReceivedRequest(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.CloseGrace = 100 * time.Millisecond
+	s := NewServer(cfg, &echo{})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ln) }()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "GET /sync/partial HTTP/1.1\r\nHost: x\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		started := false
+		s.eachConn(func(cn *conn) { started = started || cn.reqStarted })
+		return started
+	})
+
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		shut <- s.Shutdown(ctx)
+	}()
+	waitFor(t, s.Closing)
+	time.Sleep(3 * cfg.CloseGrace)
+	if _, err := io.WriteString(c, "\r\n"); err != nil {
+		t.Fatalf("the rest of the request: %v", err)
+	}
+	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+	if b, _ := io.ReadAll(c); !strings.HasPrefix(string(b), "HTTP/1.1 200") || !strings.Contains(string(b), "Connection: close") {
+		t.Fatalf("request partly received at the end of CloseGrace: %q", b)
+	}
+	if err := <-shut; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-served; err != nil {
+		t.Fatal(err)
 	}
 }

@@ -314,8 +314,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if wait(s.cfg.CloseGrace) {
 		return nil
 	}
-	s.eachConn(func(c *conn) {
-		if !c.busy && c.out == nil && !c.lingering {
+	s.eachConn(func(c *conn) { // idle ones: no request in progress or partly received
+		if !c.busy && c.out == nil && !c.lingering && !c.reqStarted && c.in == nil {
 			c.closeLocked()
 		}
 	})
