@@ -69,7 +69,7 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&o.cfg.Host, "host-label", "", "name of this generator in the recording (default: host name)")
 	fs.BoolVar(&o.quiet, "quiet", false, "no live progress line")
 	fs.StringVar(&o.cfg.Engine, "engine", "", "open model: loops (event loops) or goroutines (one per connection); default loops where they work (Linux, http://)")
-	fs.IntVar(&o.cfg.Loops, "loops", 0, "open model: event loops (default half the processors)")
+	fs.IntVar(&o.cfg.Loops, "loops", 0, "open model: event loops (default half the processors; at most one fewer than the processors, rounded down to a divisor of --connections)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, runUsage)

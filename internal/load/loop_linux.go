@@ -99,10 +99,24 @@ func epollWaitWorks() bool {
 	return err == nil
 }
 
-// defaultLoops is the number of loops for a run with conns connections:
-// half the processors (at least one), no more than the connections.
-func defaultLoops(conns int) int {
-	return max(1, min(runtime.GOMAXPROCS(0)/2, conns))
+// loopCount is the number of loops a run with conns connections uses on
+// procs processors when asked for requested (0: half the processors).
+// A loop holds its processor while requests are due often, so one
+// processor stays for the rest of the program. Every loop sends an equal
+// share of the schedule on its own connections only, so every loop must
+// hold as many: the count is rounded down to a divisor of conns (with 6
+// connections, 4 loops would hold 2, 2, 1 and 1, and the last two would
+// send their share at half the others' pace).
+func loopCount(requested, conns, procs int) int {
+	n := requested
+	if n <= 0 {
+		n = procs / 2
+	}
+	n = max(1, min(n, conns, procs-1))
+	for conns%n != 0 {
+		n--
+	}
+	return n
 }
 
 // loopConn is one connection of a loop and the request it carries.
@@ -119,9 +133,10 @@ type loopConn struct {
 	intended time.Duration // offsets from the engine's base
 	sent     time.Duration
 	deadline time.Duration
-	gotBytes bool // some of the response arrived
-	retried  bool // sent again on a fresh connection already
-	waitsOut bool // for EPOLLOUT: a connect under way, or a request only partly written
+	gotBytes bool  // some of the response arrived
+	lastRx   int64 // when the kernel received the response's latest bytes (Unix ns; 0: unknown)
+	retried  bool  // sent again on a fresh connection already
+	waitsOut bool  // for EPOLLOUT: a connect under way, or a request only partly written
 	resp     responseReader
 }
 
@@ -229,13 +244,7 @@ func (e *engine) startLoops(done chan<- struct{}) bool {
 	if e.loopTarget == nil {
 		return false
 	}
-	n := e.cfg.Loops
-	if n <= 0 {
-		n = defaultLoops(e.cfg.Connections)
-	}
-	// A loop holds its processor while requests are due often: one must
-	// stay for the rest of the program.
-	n = min(n, e.cfg.Connections, max(1, runtime.GOMAXPROCS(0)-1))
+	n := loopCount(e.cfg.Loops, e.cfg.Connections, runtime.GOMAXPROCS(0))
 	loops := make([]*eventLoop, 0, n)
 	for k := range n {
 		var ids []int
@@ -284,7 +293,7 @@ func (l *eventLoop) run() {
 			l.lastSweep = now
 			l.sweep(now)
 		}
-		n, err := l.wait(now)
+		n, err := l.wait(l.e.now()) // dispatching took time: sleep from now
 		if err != nil {
 			l.abandon(now, os.NewSyscallError("epoll_wait", err)) // cannot happen with a valid epoll descriptor
 			return
@@ -334,6 +343,7 @@ func (l *eventLoop) dispatch(now time.Duration) {
 		}
 		l.start(c, now)
 		l.advance()
+		now = l.e.now() // a send takes microseconds: the next one is timed from here
 	}
 }
 
@@ -385,7 +395,7 @@ func (l *eventLoop) start(c *loopConn, now time.Duration) {
 	c.req = tmpl.build(c.req[:0], c.gen)
 	c.written, c.headOnly = 0, tmpl.headOnly
 	c.intended, c.sent, c.deadline = l.nextAt, now, now+e.cfg.Timeout
-	c.gotBytes, c.retried = false, false
+	c.gotBytes, c.retried, c.lastRx = false, false, 0
 	c.resp.reset(tmpl.headOnly)
 	c.state = connBusy
 	l.busy++
@@ -527,6 +537,9 @@ func (l *eventLoop) onReadable(c *loopConn, peerDone bool) {
 			return
 		}
 		c.gotBytes = true
+		if rx != 0 {
+			c.lastRx = rx
+		}
 		used, perr := c.resp.feed(l.rbuf[:n])
 		if perr != nil {
 			l.fail(c, perr)
@@ -545,7 +558,9 @@ func (l *eventLoop) onEOF(c *loopConn) {
 	case c.state == connIdle:
 		l.drop(c) // an idle keep-alive connection the server closed
 	case c.resp.eof():
-		l.complete(c, false, 0)
+		// A body that runs to the end of the connection: its last bytes'
+		// receive time, not the loop's wake-up, is when it arrived.
+		l.complete(c, false, c.lastRx)
 	case !c.gotBytes:
 		l.fail(c, &staleError{io.EOF})
 	default:
@@ -554,9 +569,15 @@ func (l *eventLoop) onEOF(c *loopConn) {
 }
 
 // complete records c's response, whose last bytes the kernel received at
-// rx (Unix nanoseconds; 0 if unknown), and makes c idle.
+// rx (Unix nanoseconds; 0 if unknown), and makes c idle. A response that
+// arrived after the request's timeout, before the sweep got to it, is a
+// timeout, as in the goroutine engine.
 func (l *eventLoop) complete(c *loopConn, reuse bool, rx int64) {
 	done := l.arrival(c, rx)
+	if done >= c.deadline {
+		l.fail(c, os.ErrDeadlineExceeded)
+		return
+	}
 	l.record(c, outcome{status: c.resp.head.status, corrected: done - c.intended, uncorrected: done - c.sent})
 	if !reuse {
 		l.closeFd(c)

@@ -62,7 +62,9 @@ type Config struct {
 	// work: Linux, an http:// target that resolves when the run starts,
 	// two processors or more. The closed model always uses goroutines.
 	Engine string
-	// Loops is the number of event loops; 0 means half the processors.
+	// Loops is the number of event loops; 0 means half the processors. At
+	// most one fewer than the processors are used, rounded down to a
+	// divisor of Connections so that every loop holds as many.
 	Loops int
 	// Headers are sent with every request, as "Name: value"; a value may
 	// hold {uuid} or {seq}.
