@@ -455,10 +455,13 @@ func (c *conn) closeLocked() {
 	c.deadline.Store(0)
 	c.loop.remove(c) // before Close: the number is reused at once
 	_ = unix.Close(c.fd)
-	c.srv.conns.Add(-1)
+	// overLimit first: accept counts conns - overLimit, and must never see
+	// this connection gone from conns while still in overLimit (it would
+	// count one slot free too many).
 	if c.overLimit {
 		c.srv.overLimit.Add(-1)
 	}
+	c.srv.conns.Add(-1)
 	c.out, c.outPos = nil, 0
 	c.in = nil
 }
