@@ -436,23 +436,13 @@ func TestShutdownAnswersInFlight(t *testing.T) {
 	_, _ = io.WriteString(busy, "GET /hold/1 HTTP/1.1\r\nHost: x\r\n\r\n")
 	waitFor(t, func() bool { return e.served.Load() == 1 })
 
-	shut := make(chan error, 1)
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		shut <- s.Shutdown(ctx)
-	}()
+	shut := shutdownAsync(s)
 	waitFor(t, s.Closing)
 	_ = idle.SetDeadline(time.Now().Add(3 * time.Second))
 	_, _ = io.WriteString(idle, "GET /sync/late HTTP/1.1\r\nHost: x\r\n\r\n")
-	if b, _ := io.ReadAll(idle); !strings.HasPrefix(string(b), "HTTP/1.1 200") || !strings.Contains(string(b), "Connection: close") {
-		t.Fatalf("late request on an idle connection: %q", b)
-	}
+	readClosing200(t, idle, "late request on an idle connection")
 	close(e.hold)
-	_ = busy.SetDeadline(time.Now().Add(3 * time.Second))
-	if b, _ := io.ReadAll(busy); !strings.HasPrefix(string(b), "HTTP/1.1 200") || !strings.Contains(string(b), "Connection: close") {
-		t.Fatalf("request in flight: %q", b)
-	}
+	readClosing200(t, busy, "request in flight")
 	if err := <-shut; err != nil {
 		t.Fatal(err)
 	}
@@ -461,6 +451,28 @@ func TestShutdownAnswersInFlight(t *testing.T) {
 	}
 	if _, err := net.Dial("tcp", addr); err == nil {
 		t.Fatal("still accepting after Shutdown")
+	}
+}
+
+// shutdownAsync runs Shutdown (5 s at most) on a goroutine of its own and
+// returns its result.
+func shutdownAsync(s *Server) <-chan error {
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		shut <- s.Shutdown(ctx)
+	}()
+	return shut
+}
+
+// readClosing200 reads c to its end and fails unless that is a 200 that
+// announces the close.
+func readClosing200(t *testing.T, c net.Conn, what string) {
+	t.Helper()
+	_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+	if b, _ := io.ReadAll(c); !strings.HasPrefix(string(b), "HTTP/1.1 200") || !strings.Contains(string(b), "Connection: close") {
+		t.Fatalf("%s: %q", what, b)
 	}
 }
 
