@@ -35,6 +35,9 @@ run: postgres $(BIN)/storefront
 
 vet:
 	$(GO) vet ./...
+	GOARCH=386 $(GO) vet ./...
+	GOOS=darwin GOARCH=arm64 $(GO) build -o /dev/null ./cmd/loadgen
+	GOOS=windows GOARCH=amd64 $(GO) build -o /dev/null ./cmd/loadgen
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 lint: vet

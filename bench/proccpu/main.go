@@ -316,7 +316,7 @@ func measureCmd(args []string) (int, error) {
 		m.Command.User = tv(ru.Utime)
 		m.Command.Sys = tv(ru.Stime)
 		m.Command.CPU = m.Command.User + m.Command.Sys
-		m.Command.MaxRSSKB = ru.Maxrss
+		m.Command.MaxRSSKB = int64(ru.Maxrss) // int32 on 32-bit systems
 	}
 
 	after, err := takeSnapshot(*pid, *pgdata)

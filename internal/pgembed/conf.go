@@ -150,7 +150,7 @@ func memoryBytes() uint64 {
 	var si syscall.Sysinfo_t
 	mem := uint64(1 << 30) // assume 1 GB when the kernel will not say
 	if syscall.Sysinfo(&si) == nil && si.Totalram > 0 {
-		mem = si.Totalram * uint64(si.Unit)
+		mem = uint64(si.Totalram) * uint64(si.Unit) // uint32 fields on 32-bit systems
 	}
 	for _, f := range []string{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"} {
 		data, err := os.ReadFile(f)

@@ -76,7 +76,7 @@ const sqlCreateMigrationsTable = `CREATE TABLE IF NOT EXISTS schema_migrations (
 
 // migrationLockKey serialises concurrent migrators (several replicas
 // starting with --migrate at once) on one advisory lock.
-const migrationLockKey = 0x73746f7265 // "store"
+const migrationLockKey int64 = 0x73746f7265 // "store"
 
 // SchemaVersion returns the highest applied migration version, 0 for an
 // empty database.
