@@ -218,14 +218,6 @@ func (a *admission) update(now time.Time) {
 	a.limit.Store(int64(a.cur))
 }
 
-func usesDatabase(r route) bool {
-	switch r {
-	case routeUser, routeProduct, routeProductBySKU, routeProducts, routeInventory:
-		return true
-	}
-	return false
-}
-
 // AdmissionCollector exports the limiter: its current limit, the requests
 // it holds in flight and those it refused. Nil when shedding is off.
 func (s *Server) AdmissionCollector() prometheus.Collector {

@@ -1,12 +1,19 @@
 package httpapi
 
 import (
+	"context"
+	"io"
+	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"storefront/internal/pgtest"
+	"storefront/internal/postgres"
 )
 
 // window feeds one synthetic window to a and closes it.
@@ -148,5 +155,74 @@ func TestAdmissionCollector(t *testing.T) {
 	}
 	if (&Server{}).AdmissionCollector() != nil {
 		t.Error("collector without shedding")
+	}
+}
+
+// TestAdmissionAfterValidation checks that a request the limiter would
+// refuse still gets its 400 when its input is malformed: only a valid
+// database-backed request takes part in admission control.
+func TestAdmissionAfterValidation(t *testing.T) {
+	dbCfg := postgres.DefaultConfig()
+	dbCfg.DSN = pgtest.NewDatabase(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	db, err := postgres.Open(ctx, dbCfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.ShedMaxInFlight = admissionMinLimit
+	s := New(cfg, Services{Users: db, Products: db, Inventory: db, Health: db}, nil, nil)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(ln)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = s.Shutdown(ctx)
+		db.Close()
+	})
+	base := "http://" + ln.Addr().String()
+	get := func(path string) int {
+		t.Helper()
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+
+	for range admissionMinLimit { // the limit is reached
+		if !s.adm.acquire() {
+			t.Fatal("refused below the limit")
+		}
+	}
+	for path, want := range map[string]int{
+		"/users/abc":                 400,
+		"/products/0":                400,
+		"/inventory/-1":              400,
+		"/products?ids=1,,2":         400,
+		"/products":                  400,
+		"/products/by-sku/a%2Fb":     400,
+		"/users/1":                   503,
+		"/products?ids=1":            503,
+		"/products/by-sku/SKU-0001X": 503,
+	} {
+		if got := get(path); got != want {
+			t.Errorf("%s at the limit: status %d, want %d", path, got, want)
+		}
+	}
+	if got := s.adm.inFlight.Load(); got != admissionMinLimit {
+		t.Errorf("in flight %d after the refusals, want %d", got, admissionMinLimit)
+	}
+	for range admissionMinLimit {
+		s.adm.release(time.Now(), true)
+	}
+	if got := get("/users/1"); got != 200 {
+		t.Errorf("/users/1 below the limit: status %d, want 200", got)
 	}
 }

@@ -133,13 +133,6 @@ func matchRoute(path []byte, static bool) (route, []byte) {
 
 func (e *exchange) serveRoute(r route, param []byte) {
 	s := e.s
-	if s.adm != nil && usesDatabase(r) {
-		if !s.adm.acquire() {
-			e.writeError(statusServiceUnavailable, "server overloaded, retry later")
-			return
-		}
-		e.admitted = time.Now()
-	}
 	switch r {
 	case routeHealthz:
 		e.finish(statusOK, bodyHealthy)
@@ -165,11 +158,17 @@ func (e *exchange) serveRoute(r route, param []byte) {
 			e.fail(err)
 			return
 		}
+		if !e.admit() {
+			return
+		}
 		go e.serveProducts(ids)
 		return
 	case routeProductBySKU:
 		if !validSKU(param) {
 			e.fail(shop.Errorf(shop.EINVALID, "SKU must be 1-%d characters of UTF-8 text without '/'", maxSKULen))
+			return
+		}
+		if !e.admit() {
 			return
 		}
 		go e.serveProductBySKU(string(param))
@@ -181,6 +180,9 @@ func (e *exchange) serveRoute(r route, param []byte) {
 		e.fail(err)
 		return
 	}
+	if !e.admit() {
+		return
+	}
 	deadline := e.start.Add(s.cfg.RequestTimeout)
 	switch r {
 	case routeUser:
@@ -190,6 +192,23 @@ func (e *exchange) serveRoute(r route, param []byte) {
 	case routeInventory:
 		s.svc.Inventory.StockAsync(id, deadline, stockReply{e})
 	}
+}
+
+// admit puts a database-backed request whose input is valid through
+// admission control; a refused one is answered 503 at once. Malformed
+// input is answered 400 before this: it never reaches the database, so it
+// neither takes a slot nor counts as a latency sample.
+func (e *exchange) admit() bool {
+	a := e.s.adm
+	if a == nil {
+		return true
+	}
+	if !a.acquire() {
+		e.writeError(statusServiceUnavailable, "server overloaded, retry later")
+		return false
+	}
+	e.admitted = time.Now()
+	return true
 }
 
 // The replies of the asynchronous lookups: each writes the response on the
