@@ -3,6 +3,7 @@ package httpapi
 import (
 	"bytes"
 	"math"
+	"unicode"
 	"unicode/utf8"
 
 	"storefront/internal/shop"
@@ -68,15 +69,15 @@ func parseIDList(b []byte) ([]int64, error) {
 }
 
 // validSKU accepts 1-maxSKULen bytes of valid UTF-8 without '/' or control
-// characters: anything else cannot be a SKU, and a NUL or broken UTF-8
-// would reach PostgreSQL as a text parameter it rejects (a 500 instead of
-// a 400).
+// characters (C0, DEL and C1): anything else cannot be a SKU, and a NUL or
+// broken UTF-8 would reach PostgreSQL as a text parameter it rejects (a 500
+// instead of a 400).
 func validSKU(sku []byte) bool {
 	if len(sku) == 0 || len(sku) > maxSKULen || !utf8.Valid(sku) {
 		return false
 	}
-	for _, c := range sku {
-		if c == '/' || c < 0x20 || c == 0x7f {
+	for _, r := range string(sku) {
+		if r == '/' || unicode.IsControl(r) {
 			return false
 		}
 	}
