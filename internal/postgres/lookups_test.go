@@ -228,3 +228,43 @@ func TestUnavailable(t *testing.T) {
 		t.Fatalf("lookup after release: %v", err)
 	}
 }
+
+// TestTimestampsAtTheEdges: the coalesced lookups decode timestamps by hand
+// (wire.go); at the ends of PostgreSQL's range, and around 1970 and 2000,
+// they must give what pgx gives, as the uncoalesced lookups do.
+func TestTimestampsAtTheEdges(t *testing.T) {
+	ctx := context.Background()
+	edges := []string{
+		"294276-12-31 23:59:59.999999+00", // the latest timestamptz
+		"4714-11-24 00:00:00+00 BC",       // the earliest
+		"1969-12-31 23:59:59.000001+00",
+		"1999-12-31 23:59:59.999999+00",
+	}
+	for _, coalesce := range []bool{true, false} {
+		t.Run(fmt.Sprint("coalesce=", coalesce), func(t *testing.T) {
+			db := openDB(t, func(c *postgres.Config) { c.Coalesce = coalesce })
+			for i, ts := range edges {
+				var userID, productID int64
+				var want time.Time
+				if err := db.Pool().QueryRow(ctx, `UPDATE users SET last_active = $1::timestamptz
+					WHERE user_id = (SELECT user_id FROM users WHERE deleted_at IS NULL ORDER BY user_id OFFSET $2 LIMIT 1)
+					RETURNING user_id, last_active`, ts, i).Scan(&userID, &want); err != nil {
+					t.Fatal(err)
+				}
+				if err := db.Pool().QueryRow(ctx, `UPDATE products SET updated_at = $1::timestamptz
+					WHERE product_id = (SELECT product_id FROM products WHERE deleted_at IS NULL ORDER BY product_id OFFSET $2 LIMIT 1)
+					RETURNING product_id`, ts, i).Scan(&productID); err != nil {
+					t.Fatal(err)
+				}
+				u, err := db.User(ctx, userID)
+				if err != nil || u.LastActive != want {
+					t.Errorf("%s: user %d last_active = %v, %v; want %v", ts, userID, u.LastActive, err, want)
+				}
+				p, err := db.Product(ctx, productID)
+				if err != nil || p.UpdatedAt != want {
+					t.Errorf("%s: product %d updated_at = %v, %v; want %v", ts, productID, p.UpdatedAt, err, want)
+				}
+			}
+		})
+	}
+}

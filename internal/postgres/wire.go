@@ -122,9 +122,9 @@ func int4Value(v []byte) (int32, error) {
 	return int32(binary.BigEndian.Uint32(v)), nil
 }
 
-// postgresEpoch is 2000-01-01 UTC in Unix microseconds: binary timestamps
-// count microseconds from it.
-const postgresEpoch = 946684800 * 1_000_000
+// postgresEpoch is 2000-01-01 UTC in Unix seconds: binary timestamps count
+// microseconds from it.
+const postgresEpoch = 946684800
 
 // timestamptzValue decodes a binary timestamptz as pgx does (time.Unix, so
 // values from both paths compare equal with ==). ±infinity is an error:
@@ -137,6 +137,7 @@ func timestamptzValue(v []byte) (time.Time, error) {
 	if us == math.MaxInt64 || us == math.MinInt64 {
 		return time.Time{}, fmt.Errorf("postgres: infinite timestamp")
 	}
-	us += postgresEpoch
-	return time.Unix(us/1_000_000, (us%1_000_000)*1000), nil
+	// Seconds and microseconds apart: in microseconds since 1970 the
+	// latest timestamps PostgreSQL stores (year 294276) overflow an int64.
+	return time.Unix(postgresEpoch+us/1_000_000, (us%1_000_000)*1000), nil
 }
