@@ -200,13 +200,15 @@ func (c *Coalescer[K, V]) Get(ctx context.Context, key K) (val V, found bool, er
 
 	switch {
 	case b == nil:
-	case c.gate != nil:
-		// The batch may wait for the gate, and this caller must be free
-		// to leave at its own deadline meanwhile.
+	case c.gate != nil, ctx.Done() != nil, !deadline.IsZero():
+		// The batch may wait for the gate, or its query outlast this
+		// caller's deadline or cancellation: the caller must be free to
+		// leave at once meanwhile.
 		go b.loop()
 	default:
 		// Run the batch on this goroutine: at low load it holds only this
-		// lookup, and no hand-off to another goroutine is needed.
+		// lookup, and no hand-off to another goroutine is needed. Nothing
+		// can end this caller's wait earlier.
 		c.run(b)
 	}
 

@@ -256,6 +256,52 @@ func TestCoalescerHonoursDeadlineOfLookupInSlowBatch(t *testing.T) {
 	}
 }
 
+// TestCoalescerGetLeavesOwnBatchAtDeadline: a Get caller whose lookup
+// starts a batch at once (a free slot, no gate) still leaves at its own
+// deadline or cancellation while that batch's query runs on, whether its
+// context can be cancelled or only carries a deadline.
+func TestCoalescerGetLeavesOwnBatchAtDeadline(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ctx  func() (context.Context, context.CancelFunc)
+	}{
+		{"timeout", func() (context.Context, context.CancelFunc) {
+			return context.WithTimeout(context.Background(), 50*time.Millisecond)
+		}},
+		{"deadline only", func() (context.Context, context.CancelFunc) {
+			return deadlineOnly{Context: context.Background(), at: time.Now().Add(50 * time.Millisecond)}, func() {}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			release := make(chan struct{})
+			fetch := func(ctx context.Context, keys []int64, found func(int64, int)) error {
+				<-release
+				for _, k := range keys {
+					found(k, int(k))
+				}
+				return nil
+			}
+			c := NewCoalescer[int64, int](16, 1, time.Minute, fetch)
+			ctx, cancel := tc.ctx()
+			defer cancel()
+			got := make(chan error, 1)
+			go func() { _, _, err := c.Get(ctx, 1); got <- err }()
+			select {
+			case err := <-got:
+				if !errors.Is(err, context.DeadlineExceeded) && shop.ErrorCode(err) != shop.EUNAVAILABLE {
+					t.Errorf("lookup past its deadline: %v, want its context's error or EUNAVAILABLE", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Error("the caller waited for its own batch's query past its deadline")
+			}
+			close(release)
+			if v, ok, err := c.Get(context.Background(), 2); err != nil || !ok || v != 2 {
+				t.Errorf("next lookup: %v %v %v", v, ok, err)
+			}
+		})
+	}
+}
+
 // TestCoalescerSweepsDueLookupOutOfRunningBatch: a lookup inside a batch
 // that outlasts the lookup's deadline is answered EUNAVAILABLE at its
 // deadline; the other lookup of the same batch still gets its row.
