@@ -71,15 +71,22 @@ func (db *DB) StockAsync(productID int64, deadline time.Time, r shop.Reply[shop.
 	goLookup(deadline, r, func(ctx context.Context) (shop.Stock, error) { return db.Stock(ctx, productID) })
 }
 
-// stockByID is the uncoalesced lookup: one query per call.
+// stockByID is the uncoalesced lookup: one query per call. It retries
+// like queryRetry, starting over: the failed attempt may have appended
+// some of the warehouses already.
 func (db *DB) stockByID(ctx context.Context, productID int64) (s shop.Stock, found bool, err error) {
 	ctx, cancel := db.withAcquireDeadline(ctx)
 	defer cancel()
-	err = db.queryRetry(ctx, func(r pgx.Rows) error {
+	scan := func(r pgx.Rows) error {
 		found = true
 		_, err := scanStockRow(r, &s)
 		return err
-	}, sqlStockByID, productID)
+	}
+	err = db.query(ctx, scan, sqlStockByID, productID)
+	if err != nil && retryable(ctx, err) {
+		s, found = shop.Stock{}, false
+		err = db.query(ctx, scan, sqlStockByID, productID)
+	}
 	return s, found, err
 }
 

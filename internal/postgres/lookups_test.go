@@ -1,14 +1,20 @@
 package postgres_test
 
 import (
+	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"storefront/internal/pgtest"
@@ -266,5 +272,106 @@ func TestTimestampsAtTheEdges(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// cuttingProxy forwards TCP connections to the PostgreSQL of dsn. Once
+// armed, it cuts the next connection whose server sends a data row right
+// after forwarding that row, as a backend dying in the middle of a result
+// would; it then forwards everything again.
+type cuttingProxy struct {
+	ln    net.Listener
+	armed atomic.Bool
+	dsn   string // dsn through the proxy
+}
+
+func newCuttingProxy(t *testing.T, dsn string) *cuttingProxy {
+	t.Helper()
+	cfg, err := pgconn.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	upstream := fmt.Sprintf("%s/.s.PGSQL.%d", cfg.Host, cfg.Port)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	p := &cuttingProxy{ln: ln}
+	addr := ln.Addr().(*net.TCPAddr)
+	p.dsn = fmt.Sprintf("host=127.0.0.1 port=%d user=%s dbname=%s sslmode=disable", addr.Port, cfg.User, cfg.Database)
+	go func() {
+		for {
+			client, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			server, err := net.Dial("unix", upstream)
+			if err != nil {
+				client.Close()
+				continue
+			}
+			go func() { _, _ = io.Copy(server, client); server.Close() }()
+			go p.serverToClient(server, client)
+		}
+	}()
+	return p
+}
+
+// serverToClient forwards the server's messages one at a time (type byte,
+// length, body; sslmode=disable, so there is no unframed SSL answer).
+func (p *cuttingProxy) serverToClient(server, client net.Conn) {
+	defer client.Close()
+	defer server.Close()
+	r := bufio.NewReader(server)
+	head := make([]byte, 5)
+	for {
+		if _, err := io.ReadFull(r, head); err != nil {
+			return
+		}
+		msg := make([]byte, 1+binary.BigEndian.Uint32(head[1:]))
+		copy(msg, head)
+		if _, err := io.ReadFull(r, msg[5:]); err != nil {
+			return
+		}
+		if _, err := client.Write(msg); err != nil {
+			return
+		}
+		if head[0] == 'D' && p.armed.CompareAndSwap(true, false) {
+			return
+		}
+	}
+}
+
+// TestStockRetryStartsOver: an uncoalesced stock lookup whose connection
+// breaks after some of its rows arrived is retried on a fresh connection,
+// and its answer holds each warehouse once, as the database has it.
+func TestStockRetryStartsOver(t *testing.T) {
+	proxy := newCuttingProxy(t, pgtest.NewDatabase(t))
+	cfg := postgres.DefaultConfig()
+	cfg.DSN, cfg.Coalesce, cfg.MaxConns = proxy.dsn, false, 2
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	db, err := postgres.Open(ctx, cfg, nil)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	defer db.Close()
+
+	var id, rows int64
+	if err := db.Pool().QueryRow(ctx, `SELECT i.product_id, count(*) FROM inventory i JOIN products p USING (product_id)
+		WHERE p.deleted_at IS NULL GROUP BY i.product_id HAVING count(*) > 1 ORDER BY 1 LIMIT 1`).Scan(&id, &rows); err != nil {
+		t.Fatal(err)
+	}
+	proxy.armed.Store(true)
+	st, err := db.Stock(ctx, id)
+	if err != nil {
+		t.Fatalf("Stock(%d): %v", id, err)
+	}
+	if proxy.armed.Load() {
+		t.Fatal("the proxy never cut a result")
+	}
+	if int64(len(st.Warehouses)) != rows {
+		t.Errorf("Stock(%d) after a retry: %d warehouses %+v, want %d", id, len(st.Warehouses), st.Warehouses, rows)
 	}
 }
