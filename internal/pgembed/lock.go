@@ -128,3 +128,23 @@ func clusterProcess(clusterDir string, pf pidFile) int {
 	}
 	return 0
 }
+
+// removeSocketLocks removes the socket lock files (.s.PGSQL.<port>.lock) in
+// dir that name pid, the postmaster of a crashed run.
+func removeSocketLocks(dir string, pid int) error {
+	locks, _ := filepath.Glob(filepath.Join(dir, ".s.PGSQL.*.lock"))
+	for _, path := range locks {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		first, _, _ := strings.Cut(string(data), "\n")
+		if p, err := strconv.Atoi(strings.TrimSpace(first)); err != nil || p != pid {
+			continue
+		}
+		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("pgembed: %w", err)
+		}
+	}
+	return nil
+}

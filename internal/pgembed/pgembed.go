@@ -258,6 +258,11 @@ func (s *Server) checkNotRunning(ctx context.Context) error {
 				if err := os.Remove(filepath.Join(s.clusterDir, "postmaster.pid")); err != nil {
 					return fmt.Errorf("pgembed: %w", err)
 				}
+				// The socket's lock file in the cluster directory names the
+				// same pid, and postgres would refuse it just the same.
+				if err := removeSocketLocks(s.clusterDir, pf.pid); err != nil {
+					return err
+				}
 			}
 			// A dead pid is left for postgres, which checks it itself.
 			return nil

@@ -461,3 +461,43 @@ func TestMapsHaveHugeSegment(t *testing.T) {
 		}
 	}
 }
+
+// TestStalePidReused starts over a crash whose postmaster's pid now belongs
+// to another live process of postgres's own user, as after a reboot: both
+// postmaster.pid and the socket's lock file name that pid.
+func TestStalePidReused(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	cfg := Config{DataDir: tempDataDir(t), Ephemeral: true, Logger: testLogger(t)}
+	srv := startServer(t, ctx, cfg)
+	if srv.SocketDir() != srv.clusterDir {
+		t.Fatalf("socket dir %s, want the cluster dir", srv.SocketDir())
+	}
+	crash(t, ctx, srv)
+
+	// A process of the same user that is no postgres: postgres's own check
+	// (kill(pid, 0)) takes it for a live postmaster.
+	other := exec.Command("sleep", "60")
+	other.Dir = "/"
+	other.SysProcAttr = srv.sysProcAttr(0)
+	if err := other.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { other.Process.Kill(); other.Wait() }()
+	for _, name := range []string{"postmaster.pid", ".s.PGSQL.5432.lock"} {
+		path := filepath.Join(srv.clusterDir, name)
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatalf("%s after the crash: %v", name, err)
+		}
+		_, rest, _ := strings.Cut(string(data), "\n")
+		if err := os.WriteFile(path, []byte(strconv.Itoa(other.Process.Pid)+"\n"+rest), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	srv = startServer(t, ctx, cfg)
+	if got := queryString(t, ctx, srv.DSN("postgres"), "SELECT 1::text"); got != "1" {
+		t.Errorf("SELECT 1 = %q", got)
+	}
+}
