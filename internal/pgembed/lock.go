@@ -104,7 +104,9 @@ func clusterProcess(clusterDir string, pf pidFile) int {
 	}
 	if alive(pf.pid) {
 		cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pf.pid))
-		if cwd == real || errors.Is(err, fs.ErrPermission) {
+		// A process we may not inspect could be the postmaster only if it
+		// runs as the cluster's owner, as postgres must.
+		if cwd == real || errors.Is(err, fs.ErrPermission) && ownedBySameUser(pf.pid, real) {
 			return pf.pid
 		}
 	}
@@ -147,4 +149,17 @@ func removeSocketLocks(dir string, pid int) error {
 		}
 	}
 	return nil
+}
+
+// ownedBySameUser reports whether process pid runs as the owner of dir, or
+// cannot tell.
+func ownedBySameUser(pid int, dir string) bool {
+	proc, err1 := os.Stat(fmt.Sprintf("/proc/%d", pid))
+	d, err2 := os.Stat(dir)
+	if err1 != nil || err2 != nil {
+		return true
+	}
+	ps, ok1 := proc.Sys().(*syscall.Stat_t)
+	ds, ok2 := d.Sys().(*syscall.Stat_t)
+	return !ok1 || !ok2 || ps.Uid == ds.Uid
 }

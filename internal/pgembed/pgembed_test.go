@@ -501,3 +501,68 @@ func TestStalePidReused(t *testing.T) {
 		t.Errorf("SELECT 1 = %q", got)
 	}
 }
+
+// TestStalePidOfAnotherUser starts, as an unprivileged user, over a crash
+// whose postmaster's pid now belongs to a process of another user (root),
+// which that user may neither signal nor inspect: it cannot be a postgres
+// serving the cluster, and postgres itself takes the pid file for stale.
+// The start runs in a child, this test binary re-run as postgres's user.
+func TestStalePidOfAnotherUser(t *testing.T) {
+	if dir := os.Getenv("PGEMBED_TEST_UNPRIVILEGED_DIR"); dir != "" {
+		srv, err := Start(context.Background(), Config{DataDir: dir, Ephemeral: true})
+		if err != nil {
+			fmt.Println("error:", err)
+			os.Exit(1)
+		}
+		srv.Stop(context.Background())
+		fmt.Println("started")
+		os.Exit(0)
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run the child as another user")
+	}
+	t.Parallel()
+	ctx := t.Context()
+	dir := tempDataDir(t)
+	cfg := Config{DataDir: filepath.Join(dir, "data"), Ephemeral: true, Logger: testLogger(t)}
+	srv := startServer(t, ctx, cfg)
+	crash(t, ctx, srv)
+
+	other := exec.Command("sleep", "60") // root's
+	if err := other.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { other.Process.Kill(); other.Wait() }()
+	pidFile := filepath.Join(srv.clusterDir, "postmaster.pid")
+	data, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, _ := strings.Cut(string(data), "\n")
+	if err := os.WriteFile(pidFile, []byte(strconv.Itoa(other.Process.Pid)+"\n"+rest), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The data directory becomes the unprivileged user's, as if it had
+	// made it.
+	for _, name := range []string{"data", "data/" + lockFile} {
+		if err := chown(filepath.Join(dir, name), srv.user); err != nil {
+			t.Fatal(err)
+		}
+	}
+	self, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "pgembed.test")
+	if err := os.WriteFile(bin, self, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.CommandContext(ctx, bin, "-test.run=^TestStalePidOfAnotherUser$")
+	cmd.Dir = "/"
+	cmd.Env = append(os.Environ(), "PGEMBED_TEST_UNPRIVILEGED_DIR="+cfg.DataDir)
+	cmd.SysProcAttr = srv.sysProcAttr(0)
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "started") {
+		t.Fatalf("start as user %q over a pid file naming root's pid %d: %v: %s", srv.user.name, other.Process.Pid, err, out)
+	}
+}
