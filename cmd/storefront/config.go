@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -131,11 +132,14 @@ func bindServeFlags(fs *flag.FlagSet, c *Config) {
 
 func int32Setter(p *int32) func(string) error {
 	return func(s string) error {
-		var v int32
-		if _, err := fmt.Sscan(s, &v); err != nil {
+		v, err := strconv.ParseInt(s, 0, 32)
+		if err != nil {
+			if errors.Is(err, strconv.ErrRange) {
+				return fmt.Errorf("out of range: %q", s)
+			}
 			return fmt.Errorf("not an integer: %q", s)
 		}
-		*p = v
+		*p = int32(v)
 		return nil
 	}
 }

@@ -341,3 +341,20 @@ func TestEnvironmentConfig(t *testing.T) {
 		t.Errorf("bad env value: %v", err)
 	}
 }
+
+// TestPoolFlagsWholeNumbers checks that the int32 pool flags take a whole
+// integer or nothing: "1e3" is not 1, "12abc" is not 12.
+func TestPoolFlagsWholeNumbers(t *testing.T) {
+	for _, bad := range []string{"1e3", "12abc", "5 6", "3000000000", ""} {
+		cfg := DefaultConfig()
+		fs := newServeFlagSet(&cfg)
+		fs.SetOutput(io.Discard)
+		if err := fs.Parse([]string{"--pool-max-conns", bad}); err == nil {
+			t.Errorf("--pool-max-conns %q accepted as %d", bad, cfg.DB.MaxConns)
+		}
+	}
+	cfg := DefaultConfig()
+	if err := newServeFlagSet(&cfg).Parse([]string{"--pool-min-conns", "7", "--pool-max-conns", "32"}); err != nil || cfg.DB.MinConns != 7 || cfg.DB.MaxConns != 32 {
+		t.Errorf("min 7, max 32: %v, got %d, %d", err, cfg.DB.MinConns, cfg.DB.MaxConns)
+	}
+}
