@@ -220,11 +220,21 @@ func (m *Main) prepareSchema(ctx context.Context, seedDemo bool) error {
 	if !seedDemo {
 		return nil
 	}
+	if m.cfg.DemoUsers == 0 && m.cfg.DemoProducts == 0 {
+		return nil
+	}
+	// Seeding commits table by table, so a first start cut short may have
+	// loaded some tables and not others. The data set is there when every
+	// table it fills has rows; otherwise seed (again), which adds only what
+	// is missing.
 	var seeded bool
-	if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM users)`).Scan(&seeded); err != nil {
+	if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM warehouses)
+		AND ($1 = 0 OR EXISTS (SELECT 1 FROM users))
+		AND ($2 = 0 OR (EXISTS (SELECT 1 FROM products) AND EXISTS (SELECT 1 FROM inventory)))`,
+		m.cfg.DemoUsers, m.cfg.DemoProducts).Scan(&seeded); err != nil {
 		return fmt.Errorf("checking for demo data: %w", err)
 	}
-	if seeded || (m.cfg.DemoUsers == 0 && m.cfg.DemoProducts == 0) {
+	if seeded {
 		return nil
 	}
 	m.logger.Info("first start: seeding demo data", "users", m.cfg.DemoUsers, "products", m.cfg.DemoProducts)

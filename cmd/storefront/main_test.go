@@ -358,3 +358,56 @@ func TestPoolFlagsWholeNumbers(t *testing.T) {
 		t.Errorf("min 7, max 32: %v, got %d, %d", err, cfg.DB.MinConns, cfg.DB.MaxConns)
 	}
 }
+
+// TestServeEmbeddedCompletesInterruptedSeeding restarts the private
+// PostgreSQL over a first start whose seeding was cut short after the users
+// were committed but before the products and inventory were: the next start
+// finishes the demo data set.
+func TestServeEmbeddedCompletesInterruptedSeeding(t *testing.T) {
+	dir, cleanup, err := pgembed.MkdirTemp("storefront-serve-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cleanup()
+	cfg := DefaultConfig()
+	cfg.Addr, cfg.AdminAddr = "127.0.0.1:0", ""
+	cfg.DataDir = filepath.Join(dir, "data")
+	cfg.DemoUsers, cfg.DemoProducts = 300, 100
+	ctx := context.Background()
+	logger := newLogger(Config{LogLevel: "warn", LogFormat: "text"})
+
+	m := NewMain(cfg, logger)
+	if err := m.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, m.pg.DSN(embeddedDatabase))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = conn.Exec(ctx, "DELETE FROM inventory; DELETE FROM products")
+	conn.Close(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	again := NewMain(cfg, logger)
+	if err := again.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer again.Close(ctx)
+	conn, err = pgx.Connect(ctx, again.pg.DSN(embeddedDatabase))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var products, inventory int
+	if err := conn.QueryRow(ctx, "SELECT (SELECT count(*) FROM products), (SELECT count(*) FROM inventory)").Scan(&products, &inventory); err != nil {
+		t.Fatal(err)
+	}
+	if products != cfg.DemoProducts || inventory == 0 {
+		t.Errorf("after the restart: %d products, %d inventory rows; want %d products and their stock", products, inventory, cfg.DemoProducts)
+	}
+}
