@@ -12,6 +12,7 @@ import (
 
 	"storefront/internal/httpapi"
 	"storefront/internal/postgres"
+	"storefront/internal/seed"
 )
 
 // Config is everything `storefront serve` can be told, from flags and
@@ -73,6 +74,8 @@ func (c Config) Validate() error {
 	}
 	if c.DemoUsers < 0 || c.DemoProducts < 0 {
 		errs = append(errs, errors.New("--demo-users and --demo-products must be >= 0"))
+	} else if c.DemoUsers > seed.MaxRows || c.DemoProducts > seed.MaxRows {
+		errs = append(errs, fmt.Errorf("--demo-users and --demo-products must be at most %d", seed.MaxRows))
 	}
 	if err := c.DB.Validate(); err != nil {
 		errs = append(errs, err)

@@ -411,3 +411,18 @@ func TestServeEmbeddedCompletesInterruptedSeeding(t *testing.T) {
 		t.Errorf("after the restart: %d products, %d inventory rows; want %d products and their stock", products, inventory, cfg.DemoProducts)
 	}
 }
+
+// TestDemoSizeLimits checks that demo data sizes the seeder refuses are
+// refused with the flags, before a database is started.
+func TestDemoSizeLimits(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.DemoUsers = 200_000_000
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "--demo-users") {
+		t.Errorf("--demo-users 200000000: %v", err)
+	}
+	cfg = DefaultConfig()
+	cfg.DemoUsers, cfg.DemoProducts = 100_000_000, 100_000_000
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("the largest demo data set: %v", err)
+	}
+}
