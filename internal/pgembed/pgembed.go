@@ -322,11 +322,13 @@ func (s *Server) initCluster(ctx context.Context) error {
 	cmd := exec.CommandContext(ctx, filepath.Join(s.binDir, "initdb"), args...)
 	cmd.Dir = "/" // the child's cwd must be reachable after it drops root
 	cmd.Env = childEnv()
-	cmd.SysProcAttr = s.sysProcAttr(0)
+	// If we die meanwhile, initdb dies too (its bootstrap postgres then
+	// reads the end of its input and exits).
+	cmd.SysProcAttr = s.sysProcAttr(syscall.SIGKILL)
 	// initdb runs postgres in bootstrap mode below it: cancel them all.
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 5 * time.Second
-	out, err := cmd.CombinedOutput()
+	out, err := combinedOutputLocked(cmd)
 	for _, line := range strings.Split(string(out), "\n") {
 		if line != "" {
 			s.tail.add(line)
@@ -582,6 +584,24 @@ func (s *Server) release() {
 		s.lock.Close() // drops the flock
 		s.lock = nil
 	}
+}
+
+// combinedOutputLocked is cmd.CombinedOutput forked on a locked thread that
+// lives exactly until cmd is reaped, as launch does for the postmaster: the
+// parent-death signal fires when the forking thread exits.
+func combinedOutputLocked(cmd *exec.Cmd) ([]byte, error) {
+	type result struct {
+		out []byte
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with the goroutine
+		out, err := cmd.CombinedOutput()
+		done <- result{out, err}
+	}()
+	r := <-done
+	return r.out, r.err
 }
 
 // Restart stops postgres the way pg_ctl restart -m mode does ("smart",

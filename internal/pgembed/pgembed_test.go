@@ -566,3 +566,60 @@ func TestStalePidOfAnotherUser(t *testing.T) {
 		t.Fatalf("start as user %q over a pid file naming root's pid %d: %v: %s", srv.user.name, other.Process.Pid, err, out)
 	}
 }
+
+// TestParentDeathDuringInitdb checks that a program killed while initdb
+// runs takes initdb with it. The program is this test binary, re-run as a
+// child that starts a cluster; it is killed once initdb has begun writing.
+func TestParentDeathDuringInitdb(t *testing.T) {
+	if dir := os.Getenv("PGEMBED_TEST_INITDB_DIR"); dir != "" {
+		Start(context.Background(), Config{DataDir: dir})
+		os.Exit(0)
+	}
+	if _, err := FindBinDir(); err != nil {
+		t.Skip(err)
+	}
+	t.Parallel()
+	dir := tempDataDir(t)
+	scratch := filepath.Join(dir, "pg.initdb")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestParentDeathDuringInitdb$")
+	cmd.Env = append(os.Environ(), "PGEMBED_TEST_INITDB_DIR="+dir)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	defer cmd.Process.Kill()
+	initdb := func() int {
+		entries, _ := os.ReadDir("/proc")
+		for _, e := range entries {
+			cmdline, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+			if err == nil && strings.Contains(string(cmdline), "initdb\x00--pgdata="+scratch+"\x00") && alive(atoi(e.Name())) {
+				return atoi(e.Name())
+			}
+		}
+		return 0
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if entries, _ := os.ReadDir(scratch); len(entries) > 0 && initdb() != 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("initdb never started writing")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	time.Sleep(300 * time.Millisecond)
+	if pid := initdb(); pid != 0 {
+		t.Errorf("initdb %d of the killed program still runs", pid)
+		for time.Now().Before(deadline) && initdb() != 0 { // leave nothing behind
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+}
+
+func atoi(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
+}
