@@ -305,6 +305,7 @@ func TestCommands(t *testing.T) {
 		{[]string{"serve", "--pool-max-conns", "x"}, "pool-max-conns"},
 		{[]string{"serve", "--log-level", "loud"}, "--log-level"},
 		{[]string{"serve", "--pool-min-conns", "50", "--pool-max-conns", "10"}, "exceeds max"},
+		{[]string{"serve", "--statement-timeout", "500us"}, "at least 1ms"},
 		{[]string{"serve", "extra"}, `unexpected argument "extra"`},
 		{[]string{"version", "extra"}, `unexpected argument "extra"`},
 		{[]string{"version", "--bogus"}, "bogus"},

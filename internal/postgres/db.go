@@ -100,8 +100,9 @@ func (c Config) Validate() error {
 	if c.AcquireTimeout <= 0 {
 		errs = append(errs, errors.New("pool acquire timeout must be > 0"))
 	}
-	if c.StatementTimeout <= 0 {
-		errs = append(errs, errors.New("statement timeout must be > 0"))
+	if c.StatementTimeout < time.Millisecond {
+		// PostgreSQL counts it in whole milliseconds, and 0 switches it off.
+		errs = append(errs, errors.New("statement timeout must be at least 1ms"))
 	}
 	if c.MaxConnLifetime <= 0 {
 		errs = append(errs, errors.New("max connection lifetime must be > 0"))

@@ -7,6 +7,7 @@ import (
 	"net"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/puddle/v2"
 
 	"storefront/internal/shop"
 )
@@ -28,11 +29,13 @@ func translate(err error) error {
 	return shop.Wrap(shop.EINTERNAL, "internal error", err)
 }
 
-// unavailable reports whether err is transient: a timeout, a cancelled or
-// refused connection, a server shutting down or starting up.
+// unavailable reports whether err is transient: a timeout, a cancelled,
+// refused or closed connection, a closed pool (the server is stopping), a
+// server shutting down or starting up.
 func unavailable(err error) bool {
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
-		pgconn.Timeout(err) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
+		pgconn.Timeout(err) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, pgconn.ErrConnClosed) || errors.Is(err, puddle.ErrClosedPool) {
 		return true
 	}
 	var pgErr *pgconn.PgError

@@ -235,6 +235,23 @@ func TestUnavailable(t *testing.T) {
 	}
 }
 
+// TestClosedPoolUnavailable: a lookup after the pool is closed (a server
+// past its drain timeout) is EUNAVAILABLE, a 503 the client may retry
+// elsewhere, not an internal error.
+func TestClosedPoolUnavailable(t *testing.T) {
+	for _, coalesce := range []bool{true, false} {
+		t.Run(fmt.Sprint("coalesce=", coalesce), func(t *testing.T) {
+			db := openDB(t, func(c *postgres.Config) { c.Coalesce = coalesce })
+			db.Close()
+			_, err := db.User(context.Background(), 1)
+			var se *shop.Error
+			if !errors.As(err, &se) || se.Code != shop.EUNAVAILABLE {
+				t.Fatalf("lookup on a closed pool: %v, want unavailable", err)
+			}
+		})
+	}
+}
+
 // TestTimestampsAtTheEdges: the coalesced lookups decode timestamps by hand
 // (wire.go); at the ends of PostgreSQL's range, and around 1970 and 2000,
 // they must give what pgx gives, as the uncoalesced lookups do.
