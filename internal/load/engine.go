@@ -137,7 +137,7 @@ func (e *engine) run(ctx context.Context) *Recording {
 	defer stopTimers()
 	done := make(chan struct{})
 	if e.pacer != nil && e.startLoops(done) {
-		return e.collect(done)
+		return e.collect(ctx, done)
 	}
 	e.tickets = make(chan ticket)
 	var wg sync.WaitGroup
@@ -165,7 +165,7 @@ func (e *engine) run(ctx context.Context) *Recording {
 		wg.Wait()
 		close(done)
 	}()
-	return e.collect(done)
+	return e.collect(ctx, done)
 }
 
 // startStopping arranges for sending to stop at the end of the schedule or
@@ -392,10 +392,14 @@ func staleConn(err error) bool {
 }
 
 // collect rotates intervals at every IntervalLength (and at the end of the
-// warm-up) until done is closed, then closes the last interval. Each closed
-// measured interval goes to the interval log (if any) and into the
-// Recording, which keeps its stats but not its histograms.
-func (e *engine) collect(done <-chan struct{}) *Recording {
+// warm-up) until done is closed, then closes the last interval. Unless ctx
+// is cancelled, the intervals run to the end of the schedule at least: an
+// open-model schedule's last request is due one gap before its end (or
+// further, before a quiet stage), and a window that stopped there would
+// overstate the achieved rate. Each closed measured interval goes to the
+// interval log (if any) and into the Recording, which keeps its stats but
+// not its histograms.
+func (e *engine) collect(ctx context.Context, done <-chan struct{}) *Recording {
 	rec := &Recording{Meta: e.meta()}
 	// The stats of the planned intervals, allocated once (about 200 bytes
 	// each); the last interval may run past the schedule, hence the spare.
@@ -407,6 +411,7 @@ func (e *engine) collect(done <-chan struct{}) *Recording {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	total := e.end
+	finished := done // nil once done is closed early, with the schedule still running
 	var prev time.Duration
 	for {
 		next := prev + IntervalLength
@@ -418,13 +423,29 @@ func (e *engine) collect(done <-chan struct{}) *Recording {
 		final := false
 		if next >= e.end && part == measured {
 			<-done // the last interval runs until the last response
+			if rem := time.Until(e.base.Add(e.end)); rem > 0 && ctx.Err() == nil {
+				timer.Reset(rem) // and to the end of the schedule
+				select {
+				case <-timer.C:
+				case <-ctx.Done():
+				}
+			}
 			final = true
 		} else {
 			timer.Reset(time.Until(e.base.Add(next)))
 			select {
 			case <-timer.C:
-			case <-done:
-				final = true
+			case <-finished:
+				if ctx.Err() != nil {
+					final = true
+					break
+				}
+				finished = nil // nothing more is due before the end of the schedule
+				select {
+				case <-timer.C:
+				case <-ctx.Done():
+					final = true
+				}
 			}
 		}
 		if final {

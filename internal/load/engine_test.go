@@ -185,6 +185,42 @@ func TestStagedRun(t *testing.T) {
 	}
 }
 
+// TestOpenModelWindowIsTheSchedule: an open-model run's recorded window
+// covers its whole schedule, not just up to the last request, which is due
+// one gap before the end (or earlier, before a quiet stage at rate 0). The
+// achieved rate of a server that answers everything is then the target.
+func TestOpenModelWindowIsTheSchedule(t *testing.T) {
+	forEachEngine(t, testOpenModelWindowIsTheSchedule)
+}
+
+func testOpenModelWindowIsTheSchedule(t *testing.T, with func(Config) Config) {
+	srv, _ := newOKServer(t)
+	stages, _ := ParseStages("1s:8,1s:0,2s:0")
+	for _, c := range []struct {
+		name string
+		cfg  Config
+		want time.Duration
+	}{
+		{"rate", Config{Target: srv.URL, Rate: 4, Duration: 2 * time.Second, Connections: 2}, 2 * time.Second},
+		{"stages", Config{Target: srv.URL, Stages: stages, Connections: 2}, 4 * time.Second},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			rec, err := Run(context.Background(), with(c.cfg))
+			if err != nil {
+				t.Fatal(err)
+			}
+			sum := Summarize(rec)
+			if sum.Responses != 8 || sum.DurationS < c.want.Seconds() || sum.RateRatio > 1 {
+				t.Errorf("%d responses in a window of %.3f s: achieved %.2f/s, %s of the target %.2f/s; want 8 in at least %v",
+					sum.Responses, sum.DurationS, sum.AchievedRate, formatPercent(sum.RateRatio), sum.TargetRate, c.want)
+			}
+			if n := int(c.want / IntervalLength); len(rec.Intervals) != n {
+				t.Errorf("%d intervals, want %d", len(rec.Intervals), n)
+			}
+		})
+	}
+}
+
 func TestScenarioRun(t *testing.T) {
 	var users, missing atomic.Int64
 	var badID atomic.Bool
