@@ -403,7 +403,9 @@ func (e *engine) collect(ctx context.Context, done <-chan struct{}) *Recording {
 	rec := &Recording{Meta: e.meta()}
 	// The stats of the planned intervals, allocated once (about 200 bytes
 	// each); the last interval may run past the schedule, hence the spare.
-	rec.Intervals = make([]IntervalStats, 0, int((e.end-e.warmup)/IntervalLength)+2)
+	// A run planned for longer than a day (a soak test stopped by hand)
+	// grows them as it goes instead of setting aside memory for years.
+	rec.Intervals = make([]IntervalStats, 0, min(int64((e.end-e.warmup)/IntervalLength), maxPreallocatedIntervals)+2)
 	if e.cfg.Hlog != nil {
 		e.cfg.Hlog.WriteHeader(rec.Meta, rec.Meta.Started) // an error is kept by the writer
 	}
@@ -465,6 +467,10 @@ func (e *engine) collect(ctx context.Context, done <-chan struct{}) *Recording {
 		prev = next
 	}
 }
+
+// maxPreallocatedIntervals bounds the intervals' stats that collect
+// allocates before the run: a day's worth, about 17 MB.
+const maxPreallocatedIntervals = 24 * 3600
 
 // keepInterval keeps what a run keeps of a closed measured interval: the
 // whole of it in the interval log hw (if any), its stats and its share of

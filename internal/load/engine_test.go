@@ -323,6 +323,33 @@ func testCancel(t *testing.T, with func(Config) Config) {
 	}
 }
 
+// TestLongPlannedRun: a run planned for years (stopped with its context,
+// as a soak test is) starts without setting aside memory for every
+// interval it might record.
+func TestLongPlannedRun(t *testing.T) {
+	srv, _ := newOKServer(t)
+	for _, c := range []struct {
+		name string
+		cfg  Config
+	}{
+		{"closed", Config{Target: srv.URL, Connections: 1}},
+		{"open", Config{Target: srv.URL, Rate: 50, Connections: 2}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+			defer cancel()
+			c.cfg.Duration = 100 * 365 * 24 * time.Hour
+			rec, err := Run(ctx, c.cfg)
+			if err != context.DeadlineExceeded || rec == nil || len(rec.Intervals) < 1 || len(rec.Intervals) > 2 {
+				t.Fatalf("err %v, recording %+v", err, rec)
+			}
+			if tot := sumUp(t, rec); tot.responses == 0 || tot.responses != tot.sent {
+				t.Errorf("sent %d, responses %d", tot.sent, tot.responses)
+			}
+		})
+	}
+}
+
 func TestErrorKinds(t *testing.T) {
 	forEachEngine(t, testErrorKinds)
 }
