@@ -350,6 +350,23 @@ func TestLongPlannedRun(t *testing.T) {
 	}
 }
 
+// TestTinyRate: a rate below one request per run sends the first request
+// only, and the run ends on time.
+func TestTinyRate(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, with func(Config) Config) {
+		srv, hits := newOKServer(t)
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		rec, err := Run(ctx, with(Config{Target: srv.URL, Rate: 1e-11, Duration: 500 * time.Millisecond, Connections: 2}))
+		if err != nil {
+			t.Fatalf("%v after %d requests", err, hits.Load())
+		}
+		if tot := sumUp(t, rec); tot.sent != 1 || tot.responses != 1 || hits.Load() != 1 {
+			t.Errorf("sent %d, responses %d, server saw %d; want 1", tot.sent, tot.responses, hits.Load())
+		}
+	})
+}
+
 func TestErrorKinds(t *testing.T) {
 	forEachEngine(t, testErrorKinds)
 }

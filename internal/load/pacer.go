@@ -39,7 +39,13 @@ func (p ConstantPacer) Offset(n int64) (time.Duration, bool) {
 	if p.Freq <= 0 || n < 0 {
 		return 0, false
 	}
-	d := time.Duration(float64(n) / p.Freq * 1e9)
+	ns := float64(n) / p.Freq * 1e9
+	if !(ns < float64(p.Length)) {
+		// Past the end; at a tiny rate also past what a Duration holds,
+		// where the conversion below would wrap around.
+		return p.Length, false
+	}
+	d := time.Duration(ns)
 	return d, d < p.Length
 }
 

@@ -27,6 +27,26 @@ func TestConstantPacer(t *testing.T) {
 	}
 }
 
+// TestConstantPacerTinyRate: at a rate so low that the second request's
+// time does not fit in a Duration, the schedule is the first request
+// alone, not a stream of requests at a wrapped-around (negative) time.
+func TestConstantPacerTinyRate(t *testing.T) {
+	for _, freq := range []float64{1e-11, 1e-300, math.SmallestNonzeroFloat64} {
+		p := ConstantPacer{Freq: freq, Length: time.Hour}
+		if d, ok := p.Offset(0); !ok || d != 0 {
+			t.Errorf("%v/s: Offset(0) = %v, %v", freq, d, ok)
+		}
+		for _, n := range []int64{1, 2, 1 << 40} {
+			if d, ok := p.Offset(n); ok {
+				t.Errorf("%v/s: Offset(%d) = %v within a 1h schedule", freq, n, d)
+			}
+		}
+		if n := Count(p); n != 1 {
+			t.Errorf("%v/s: Count = %d, want 1", freq, n)
+		}
+	}
+}
+
 func TestStagedPacer(t *testing.T) {
 	stages, err := ParseStages("30s:1000,60s:5000,30s:0")
 	if err != nil {
