@@ -120,10 +120,15 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 		live.Done()
 	}
 	if rec == nil {
-		fmt.Fprintf(stderr, "loadgen: %v\n", err)
 		if hlogFile != nil {
 			os.Remove(hlogFile.Name()) // nothing was recorded
 		}
+		if ctx.Err() == nil {
+			// The engine refused the configuration (event loops where
+			// they cannot run): nothing was sent.
+			return usageError(stderr, err)
+		}
+		fmt.Fprintf(stderr, "loadgen: %v\n", err)
 		return exitAborted
 	}
 	if err != nil {

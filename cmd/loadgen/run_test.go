@@ -89,6 +89,23 @@ func TestUsageErrors(t *testing.T) {
 	}
 }
 
+// TestEngineRefusedIsUsageError: a configuration that only the engine can
+// refuse (here event loops with one processor) is a usage error too: exit
+// 2 and one line, not the status of an interrupted run.
+func TestEngineRefusedIsUsageError(t *testing.T) {
+	srv := okServer(t)
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	out := t.TempDir()
+	code, stdout, stderr := runMain("run", "--target", srv.URL, "--rate", "10", "--duration", "1s", "--quiet",
+		"--engine", "loops", "--out", out)
+	if code != 2 || strings.Count(stderr, "\n") != 1 || !strings.HasPrefix(stderr, "loadgen run: ") || stdout != "" {
+		t.Errorf("exit %d, stderr %q, stdout %q; want 2 and one usage line", code, stderr, stdout)
+	}
+	if _, err := os.Stat(filepath.Join(out, "run.hlog")); err == nil {
+		t.Error("run.hlog left behind by a run that never started")
+	}
+}
+
 func TestHelp(t *testing.T) {
 	for _, args := range [][]string{{"--help"}, {"run", "--help"}} {
 		code, stdout, _ := runMain(args...)
