@@ -117,10 +117,11 @@ func (e *engine) meta() Meta {
 		if e.loopTarget != nil {
 			m.Engine = EngineLoops
 		}
-		if m.TargetRate == 0 && e.pacer.Duration() > 0 {
-			// Staged runs: the mean scheduled rate, so that rate>= SLOs
-			// and the achieved/target ratio mean the same as for --rate.
-			m.TargetRate = float64(Count(e.pacer)) / e.pacer.Duration().Seconds()
+		if m.TargetRate == 0 && m.Duration > 0 {
+			// Staged runs: the mean scheduled rate of the measured part
+			// (the warm-up excluded), so that rate>= SLOs and the
+			// achieved/target ratio mean the same as for --rate.
+			m.TargetRate = float64(Count(e.pacer)-e.countBefore(e.warmup)) / m.Duration.Seconds()
 		}
 	}
 	if e.cfg.Scenario != nil {

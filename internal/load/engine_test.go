@@ -221,6 +221,24 @@ func testOpenModelWindowIsTheSchedule(t *testing.T, with func(Config) Config) {
 	}
 }
 
+// TestStagedRunTargetRateWithWarmup: a staged run's target rate is the
+// mean of its measured schedule; the warm-up, at the first stage's rate,
+// is not part of it.
+func TestStagedRunTargetRateWithWarmup(t *testing.T) {
+	srv, _ := newOKServer(t)
+	stages, _ := ParseStages("1s:200")
+	rec, err := Run(context.Background(), Config{Target: srv.URL, Stages: stages, StagesSpec: "1s:200",
+		Warmup: time.Second, Connections: 8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := Summarize(rec)
+	if sum.Sent != 100 || sum.TargetRate != 100 || sum.RateRatio < 0.99 {
+		t.Errorf("sent %d, target %.1f/s, achieved %.1f/s (%s); want 100 sent, a target of 100/s, all of it achieved",
+			sum.Sent, sum.TargetRate, sum.AchievedRate, formatPercent(sum.RateRatio))
+	}
+}
+
 func TestScenarioRun(t *testing.T) {
 	var users, missing atomic.Int64
 	var badID atomic.Bool
