@@ -385,6 +385,21 @@ func TestTinyRate(t *testing.T) {
 	})
 }
 
+// TestUnusualStatusCodes: a status code is any three digits; one above 599
+// is counted under its own code, not as status 0.
+func TestUnusualStatusCodes(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, with func(Config) Config) {
+		addr := cannedServer(t, 0, "HTTP/1.1 799 Unusual\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+		rec, err := Run(context.Background(), with(Config{Target: "http://" + addr + "/", Rate: 10, Duration: 500 * time.Millisecond, Connections: 2}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tot := sumUp(t, rec); tot.statuses[799] != 5 || len(tot.statuses) != 1 || len(tot.errors) != 0 {
+			t.Errorf("statuses %v, errors %v; want 5 responses of status 799", tot.statuses, tot.errors)
+		}
+	})
+}
+
 func TestErrorKinds(t *testing.T) {
 	forEachEngine(t, testErrorKinds)
 }

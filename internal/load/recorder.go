@@ -23,7 +23,7 @@ import (
 type slot struct {
 	corrected   *hdrhistogram.Histogram
 	uncorrected *hdrhistogram.Histogram
-	statuses    [600]int64
+	statuses    [1000]int64 // by status code: any three digits
 	errors      [numErrorKinds]int64
 }
 
@@ -34,7 +34,7 @@ func newSlot() *slot {
 func (s *slot) reset() {
 	s.corrected.Reset()
 	s.uncorrected.Reset()
-	s.statuses = [600]int64{}
+	s.statuses = [1000]int64{}
 	s.errors = [numErrorKinds]int64{}
 }
 
