@@ -200,7 +200,9 @@ func (c *conn) serveLocked(l *loop, b []byte) int {
 			c.startRequestLocked()
 			return used
 		default:
-			c.refuseLocked(refusalOf(st))
+			// parseRequest set the request id only if it read the
+			// whole head: the refusal carries it then.
+			c.refuseRequestLocked(refusalOf(st), c.req.requestID)
 			return len(b)
 		}
 	}
@@ -278,9 +280,16 @@ func (c *conn) dispatchLocked(refuse bool, r refusal) {
 }
 
 // refuseLocked answers an unusable request with status and closes the
-// connection once the answer is written.
-func (c *conn) refuseLocked(r refusal) {
+// connection once the answer is written. The refusal has no request id:
+// nothing of the request it answers was parsed, and c.req may still
+// describe an earlier request on the connection.
+func (c *conn) refuseLocked(r refusal) { c.refuseRequestLocked(r, nil) }
+
+// refuseRequestLocked is refuseLocked for a request whose X-Request-ID,
+// requestID, was parsed; it is copied into the Exchange.
+func (c *conn) refuseRequestLocked(r refusal, requestID []byte) {
 	c.x.reset()
+	c.x.requestID = c.x.appendField(requestID)
 	c.x.close = true
 	c.closeAfter = true // no more requests are read from this connection
 	c.reqStarted = false

@@ -9,7 +9,7 @@ import (
 type request struct {
 	method    []byte
 	target    []byte // path and query, as sent
-	requestID []byte // the X-Request-ID header, if any
+	requestID []byte // the X-Request-ID header, if any; set only once the whole head is parsed
 	http10    bool
 	close     bool // the client asked to close after this request
 	keepAlive bool // an HTTP/1.0 client asked to keep the connection
@@ -105,6 +105,10 @@ func parseRequest(b []byte, headLen, maxBody int, r *request) parseStatus {
 		return malformed
 	}
 
+	// The request id is kept only once every header line has been parsed:
+	// a request refused before that has none (its head is not trusted),
+	// one refused after it (Host, framing, body size) carries it.
+	var requestID []byte
 	length, chunked, sawLength, hosts := 0, false, false, 0
 	for len(rest) > 0 {
 		line, rest = nextLine(rest)
@@ -142,11 +146,12 @@ func parseRequest(b []byte, headLen, maxBody int, r *request) parseStatus {
 				r.keepAlive = true
 			}
 		case equalFold(name, hdrRequestID):
-			r.requestID = value
+			requestID = value
 		case equalFold(name, hdrHost):
 			hosts++
 		}
 	}
+	r.requestID = requestID
 	// RFC 9112 3.2: an HTTP/1.1 request has exactly one Host header; no
 	// request has two.
 	if hosts > 1 || (hosts == 0 && !r.http10) {

@@ -75,8 +75,10 @@ type Handler interface {
 	// a short reason for the client: 400 (malformed, or an HTTP version or
 	// transfer coding it does not speak), 408 (too slow), 413 (body too
 	// large), 431 (headers too large) or 503 (too many connections). x has
-	// no method or path. It must respond before returning; the connection
-	// is closed afterwards.
+	// no method or path; its RequestID is the request's X-Request-ID when
+	// the request's head was parsed whole (a 413, a missing or repeated
+	// Host, bad chunked framing), empty otherwise. It must respond before
+	// returning; the connection is closed afterwards.
 	Refuse(x *Exchange, status int, reason string)
 }
 

@@ -48,7 +48,7 @@ func (e *echo) Serve(x *Exchange) {
 }
 
 func (e *echo) Refuse(x *Exchange, status int, reason string) {
-	x.Respond(status, []byte("text/plain"), []byte("refused "+strconv.Itoa(status)+": "+reason))
+	x.Respond(status, []byte("text/plain"), []byte(fmt.Sprintf("refused %d: %s rid=%q", status, reason, x.RequestID())))
 }
 
 func start(t *testing.T, h Handler, tune func(*Config)) (*Server, string) {
@@ -200,6 +200,93 @@ func TestRefusals(t *testing.T) {
 			}
 			if strings.Contains(tc.name, "host") && !strings.Contains(got, "Host header missing or repeated") {
 				t.Fatalf("got %q, want the reason to name the Host header", got)
+			}
+		})
+	}
+}
+
+// A refused request whose head was read whole (a body too large, a
+// missing or repeated Host, bad chunked framing) has its X-Request-ID in
+// the Exchange; one whose head was not (too large, cut short, malformed)
+// has none.
+func TestRefusalRequestID(t *testing.T) {
+	_, addr := start(t, &echo{}, func(c *Config) { c.MaxHeaderBytes = 1024; c.MaxBodyBytes = 100 })
+	for _, tc := range []struct {
+		name, req string
+		status    int
+		rid       string
+	}{
+		{"big body", "POST / HTTP/1.1\r\nHost: x\r\nX-Request-ID: abc\r\nContent-Length: 100000\r\n\r\n", 413, "abc"},
+		{"big chunked body", "POST / HTTP/1.1\r\nHost: x\r\nX-Request-ID: abc\r\nTransfer-Encoding: chunked\r\n\r\n65\r\n" + strings.Repeat("b", 101) + "\r\n0\r\n\r\n", 413, "abc"},
+		{"no host", "GET / HTTP/1.1\r\nX-Request-ID: abc\r\n\r\n", 400, "abc"},
+		{"two hosts", "GET / HTTP/1.1\r\nHost: x\r\nX-Request-ID: abc\r\nHost: y\r\n\r\n", 400, "abc"},
+		{"bad chunk", "POST / HTTP/1.1\r\nHost: x\r\nX-Request-ID: abc\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400, "abc"},
+		{"big headers", "GET / HTTP/1.1\r\nHost: x\r\nX-Request-ID: abc\r\nX-Big: " + strings.Repeat("a", 2000) + "\r\n\r\n", 431, ""},
+		{"malformed header after the id", "GET / HTTP/1.1\r\nHost: x\r\nX-Request-ID: abc\r\nBad Header: y\r\n\r\n", 400, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := raw(t, addr, tc.req)
+			if want := fmt.Sprintf("HTTP/1.1 %d ", tc.status); !strings.HasPrefix(got, want) {
+				t.Fatalf("got %q, want %q...", got, want)
+			}
+			if want := fmt.Sprintf("rid=%q", tc.rid); !strings.HasSuffix(got, want) {
+				t.Fatalf("got %q, want it to end in %s", got, want)
+			}
+		})
+	}
+}
+
+// A refusal of a connection's second request never carries the id of the
+// first, whether the second arrived with the first or after its answer.
+func TestRefusalHasNoStaleRequestID(t *testing.T) {
+	_, addr := start(t, &echo{}, func(c *Config) { c.MaxHeaderBytes = 1024; c.ReadTimeout = 300 * time.Millisecond })
+	first := "GET /sync/1 HTTP/1.1\r\nHost: x\r\nX-Request-ID: first\r\n\r\n"
+	for _, tc := range []struct {
+		name, second string
+		status       int
+		pipelined    bool
+	}{
+		{"slow", "GET /sync/2 HTTP/1.1\r\n", 408, false},
+		{"slow pipelined", "GET /sync/2 HTTP/1.1\r\n", 408, true},
+		{"big headers", "GET /sync/2 HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 2000), 431, false},
+		{"big headers pipelined", "GET /sync/2 HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 2000), 431, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			r := bufio.NewReader(c)
+			send := func(s string) {
+				if _, err := io.WriteString(c, s); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if tc.pipelined {
+				send(first + tc.second)
+			} else {
+				send(first)
+			}
+			resp, err := http.ReadResponse(r, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			if !strings.HasSuffix(string(b), `rid="first"`) {
+				t.Fatalf("first response %q", b)
+			}
+			if !tc.pipelined {
+				send(tc.second)
+			}
+			resp, err = http.ReadResponse(r, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ = io.ReadAll(resp.Body)
+			if resp.StatusCode != tc.status || !strings.HasSuffix(string(b), `rid=""`) {
+				t.Fatalf("second response %d %q, want %d with no request id", resp.StatusCode, b, tc.status)
 			}
 		})
 	}

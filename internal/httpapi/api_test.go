@@ -1,6 +1,7 @@
 package httpapi_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -278,4 +279,103 @@ func TestRawGarbage(t *testing.T) {
 		t.Fatalf("server stopped serving after garbage: %v", err)
 	}
 	resp.Body.Close()
+}
+
+// readRaw reads one response from r and checks it against the error model
+// (when it is an error); it returns the status and the X-Request-ID.
+func readRaw(t *testing.T, r *bufio.Reader) (int, string) {
+	t.Helper()
+	resp, err := http.ReadResponse(r, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	got, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode >= 300 {
+		var v map[string]any
+		if err := json.Unmarshal(got, &v); err != nil {
+			t.Fatalf("body is not a JSON object: %v: %s", err, got)
+		}
+		checkErrorBody(t, resp, v)
+	}
+	return resp.StatusCode, resp.Header.Get("X-Request-ID")
+}
+
+// TestRefusalRequestID checks the request id of requests the event loop
+// refuses: the caller's valid id is echoed when the request's headers were
+// read whole, and an id is generated otherwise, never one left from an
+// earlier request on the connection.
+func TestRefusalRequestID(t *testing.T) {
+	base := startAPI(t, func(c *httpapi.Config) { c.ReadTimeout = 300 * time.Millisecond; c.MaxHeaderBytes = 1024 })
+	addr := strings.TrimPrefix(base, "http://")
+	dial := func(t *testing.T) (net.Conn, *bufio.Reader) {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		return c, bufio.NewReader(c)
+	}
+	for _, tc := range []struct {
+		name, req string
+		status    int
+		echo      bool // the id sent is the one answered
+	}{
+		{"body too large", "POST / HTTP/1.1\r\nHost: x\r\nX-Request-ID: abc\r\nContent-Length: 100000\r\n\r\n", 413, true},
+		{"missing host", "GET /users/1 HTTP/1.1\r\nX-Request-ID: abc\r\n\r\n", 400, true},
+		{"repeated host", "GET /users/1 HTTP/1.1\r\nHost: x\r\nHost: y\r\nX-Request-ID: abc\r\n\r\n", 400, true},
+		{"invalid id", "POST / HTTP/1.1\r\nHost: x\r\nX-Request-ID: bad id\r\nContent-Length: 100000\r\n\r\n", 413, false},
+		{"too long id", "GET /users/1 HTTP/1.1\r\nX-Request-ID: " + strings.Repeat("a", 129) + "\r\n\r\n", 400, false},
+		{"headers too large", "GET /users/1 HTTP/1.1\r\nHost: x\r\nX-Request-ID: abc\r\nX-Big: " + strings.Repeat("a", 2000) + "\r\n\r\n", 431, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, r := dial(t)
+			if _, err := io.WriteString(c, tc.req); err != nil {
+				t.Fatal(err)
+			}
+			status, rid := readRaw(t, r)
+			if status != tc.status {
+				t.Fatalf("status %d, want %d", status, tc.status)
+			}
+			if echoed := strings.Contains(tc.req, "X-Request-ID: "+rid+"\r\n"); echoed != tc.echo {
+				t.Fatalf("X-Request-ID %q: echoed %v, want %v", rid, echoed, tc.echo)
+			}
+		})
+	}
+
+	first := "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Request-ID: first\r\n\r\n"
+	for _, tc := range []struct {
+		name, second string
+		status       int
+		pipelined    bool
+	}{
+		{"slow after an earlier request", "GET /users/1 HTTP/1.1\r\nHost: x\r\n", 408, false},
+		{"slow pipelined", "GET /users/1 HTTP/1.1\r\nHost: x\r\n", 408, true},
+		{"headers too large after an earlier request", "GET /users/1 HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 2000), 431, false},
+		{"headers too large pipelined", "GET /users/1 HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 2000), 431, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, r := dial(t)
+			send := first
+			if tc.pipelined {
+				send += tc.second
+			}
+			if _, err := io.WriteString(c, send); err != nil {
+				t.Fatal(err)
+			}
+			if status, rid := readRaw(t, r); status != 200 || rid != "first" {
+				t.Fatalf("first request: %d %q", status, rid)
+			}
+			if !tc.pipelined {
+				if _, err := io.WriteString(c, tc.second); err != nil {
+					t.Fatal(err)
+				}
+			}
+			status, rid := readRaw(t, r)
+			if status != tc.status || rid == "first" {
+				t.Fatalf("second request: %d %q, want %d with a fresh id", status, rid, tc.status)
+			}
+		})
+	}
 }

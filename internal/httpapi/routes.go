@@ -83,10 +83,12 @@ func (h handler) Serve(x *evhttp.Exchange) {
 }
 
 // Refuse answers what the event loop could not read as a request, in the
-// same error model as every other failure.
+// same error model as every other failure. The caller's request id is
+// echoed when the event loop parsed the request's head whole; otherwise
+// one is generated.
 func (h handler) Refuse(x *evhttp.Exchange, status int, reason string) {
 	e := h.exchange(x)
-	e.setRequestID(nil)
+	e.setRequestID(x.RequestID())
 	e.writeError(status, reason)
 }
 
