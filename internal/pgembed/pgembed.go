@@ -354,8 +354,8 @@ func (s *Server) checkClusterDir() error {
 	}
 	if s.user != nil {
 		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != s.user.uid {
-			return fmt.Errorf("pgembed: cluster %s is owned by uid %d, not by user %q (uid %d) who runs postgres; chown -R it or set Config.OSUser",
-				s.clusterDir, st.Uid, s.user.name, s.user.uid)
+			return fmt.Errorf("pgembed: cluster %s is owned by uid %d, not by user %q (uid %d) who runs postgres; chown -R %s %s",
+				s.clusterDir, st.Uid, s.user.name, s.user.uid, s.user.name, s.clusterDir)
 		}
 	}
 	if perm := fi.Mode().Perm(); perm != 0o700 && perm != 0o750 {
