@@ -124,6 +124,8 @@ func TestMalformedResponses(t *testing.T) {
 	for _, resp := range []string{
 		"HTTP/2 200\r\n\r\n",
 		"HTTP/1.1 2x0 OK\r\n\r\n",
+		"HTTP/1.1 000 Zero\r\n\r\n",
+		"HTTP/1.1 099 Below 100\r\nContent-Length: 0\r\n\r\n",
 		"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
 		"HTTP/1.1 200 OK\r\nContent-Length: -3\r\n\r\n",
 		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",

@@ -385,8 +385,8 @@ func TestTinyRate(t *testing.T) {
 	})
 }
 
-// TestUnusualStatusCodes: a status code is any three digits; one above 599
-// is counted under its own code, not as status 0.
+// TestUnusualStatusCodes: a status code is three digits from 100; one above
+// 599 is counted under its own code, not as status 0.
 func TestUnusualStatusCodes(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, with func(Config) Config) {
 		addr := cannedServer(t, 0, "HTTP/1.1 799 Unusual\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
@@ -615,6 +615,25 @@ func TestLargeRequestBody(t *testing.T) {
 		}
 		if tot := sumUp(t, rec); tot.statuses[200] != 5 || bad.Load() != 0 {
 			t.Errorf("statuses %v, errors %v, bodies cut short %d", tot.statuses, tot.errors, bad.Load())
+		}
+	})
+}
+
+// TestStatusBelow100IsProtocolError: a status line with a code from 000 to
+// 099 is a malformed response on both engines, not a 1xx interim response
+// after which the request waits for another one until it times out.
+func TestStatusBelow100IsProtocolError(t *testing.T) {
+	forEachEngine(t, func(t *testing.T, with func(Config) Config) {
+		for _, code := range []string{"000", "099"} {
+			addr := cannedServer(t, 0, "HTTP/1.1 "+code+" Odd\r\nContent-Length: 0\r\n\r\n")
+			rec, err := Run(context.Background(), with(Config{Target: "http://" + addr + "/", Rate: 10, Duration: 500 * time.Millisecond,
+				Connections: 2, Timeout: 300 * time.Millisecond}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tot := sumUp(t, rec); tot.errors[ErrProtocol] != 5 || len(tot.errors) != 1 || len(tot.statuses) != 0 {
+				t.Errorf("status %s: statuses %v, errors %v; want 5 protocol errors", code, tot.statuses, tot.errors)
+			}
 		}
 	})
 }

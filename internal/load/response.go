@@ -21,7 +21,10 @@ type responseHead struct {
 
 // parseStatusLine reads "HTTP/1.x NNN reason" (the line ending included or
 // not): the status, and reuse as the version implies it (1.1 keeps the
-// connection by default, 1.0 does not).
+// connection by default, 1.0 does not). A status is three digits from 100
+// up: 000 to 099 is no status at all, and taking it for a 1xx interim
+// response would leave the request waiting for another one until it timed
+// out.
 func parseStatusLine(line []byte) (responseHead, error) {
 	h := responseHead{length: -1}
 	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || line[8] != ' ' {
@@ -32,6 +35,9 @@ func parseStatusLine(line []byte) (responseHead, error) {
 			return h, &protocolError{fmt.Sprintf("bad status line %q", trimLine(line))}
 		}
 		h.status = h.status*10 + int(b-'0')
+	}
+	if h.status < 100 {
+		return h, &protocolError{fmt.Sprintf("status %03d below 100 in %q", h.status, trimLine(line))}
 	}
 	h.reuse = line[7] == '1'
 	return h, nil

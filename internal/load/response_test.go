@@ -30,6 +30,7 @@ var responseSamples = []string{
 	"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
 	"SSH-2.0-OpenSSH_9.2\r\n",
 	"",
+	"HTTP/1.1 099 Below 100\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\nNEXT",
 }
 
 // parsed is what a parser made of a response.
