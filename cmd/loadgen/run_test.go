@@ -43,6 +43,12 @@ func TestUsageErrors(t *testing.T) {
 	os.WriteFile(badScenario, []byte("requests:\n  - path: /users/{id}\n    weight: 1\n"), 0o644)
 	notYAML := filepath.Join(dir, "broken.yaml")
 	os.WriteFile(notYAML, []byte("requests: [\n"), 0o644)
+	zipf := func(name, exponent string) string {
+		path := filepath.Join(dir, name)
+		os.WriteFile(path, []byte("requests:\n  - path: /p/{id}\n    weight: 1\n    params: {id: {dist: zipf, exponent: "+exponent+", min: 1, max: 9}}\n"), 0o644)
+		return path
+	}
+	steepZipf, flatZipf := zipf("steep.yaml", "101"), zipf("flat.yaml", "0")
 
 	cases := map[string][]string{
 		"no command":        {},
@@ -73,7 +79,17 @@ func TestUsageErrors(t *testing.T) {
 		"past start-at":     {"run", "--target", srv.URL, "--start-at", "2001-01-01T00:00:00Z"},
 		"bad engine":        {"run", "--target", srv.URL, "--rate", "10", "--engine", "turbo"},
 		"negative loops":    {"run", "--target", srv.URL, "--rate", "10", "--loops", "-1"},
+		"too many loops":    {"run", "--target", srv.URL, "--rate", "10", "--loops", "100001"},
 		"loops over https":  {"run", "--target", "https://127.0.0.1:1/", "--rate", "10", "--engine", "loops"},
+		"steep zipf":        {"run", "--target", srv.URL, "--scenario", steepZipf},
+		"zero zipf":         {"run", "--target", srv.URL, "--scenario", flatZipf},
+	}
+	// Where a limit was hit, the line states the range that is accepted.
+	says := map[string]string{
+		"negative loops": "loops -1: want 0..100000 (0: half the processors)",
+		"too many loops": "loops 100001: want 0..100000 (0: half the processors)",
+		"steep zipf":     "zipf exponent must be above 0 and at most 100 (e.g. 1.0), got 101",
+		"zero zipf":      "zipf exponent must be above 0 and at most 100 (e.g. 1.0), got 0",
 	}
 	for name, args := range cases {
 		code, stdout, stderr := runMain(args...)
@@ -85,6 +101,9 @@ func TestUsageErrors(t *testing.T) {
 		}
 		if strings.Count(stderr, "\n") != 1 || stdout != "" {
 			t.Errorf("%s: want one line on stderr and nothing on stdout, got %q / %q", name, stderr, stdout)
+		}
+		if want, ok := says[name]; ok && !strings.Contains(stderr, want) {
+			t.Errorf("%s: stderr %q, want it to say %q", name, stderr, want)
 		}
 	}
 }

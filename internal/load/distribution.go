@@ -11,7 +11,7 @@ import (
 //
 //	uniform: every value equally likely.
 //	zipf:    value of rank r (1 = hottest) drawn with probability ∝ 1/r^Exponent;
-//	         Exponent > 0 (1.0 is the classic web-cache fit).
+//	         0 < Exponent <= 100 (1.0 is the classic web-cache fit).
 //	hotset:  HotWeight of the draws fall uniformly on the HotFraction of the
 //	         range that is hot, the rest uniformly on the remainder.
 //
@@ -49,7 +49,7 @@ func newSampler(d Dist) (sampler, error) {
 		return uniformSampler{min: d.Min, n: n}, nil
 	case "zipf":
 		if !(d.Exponent > 0) || d.Exponent > 100 {
-			return nil, fmt.Errorf("zipf exponent must be > 0 (e.g. 1.0), got %v", d.Exponent)
+			return nil, fmt.Errorf("zipf exponent must be above 0 and at most 100 (e.g. 1.0), got %v", d.Exponent)
 		}
 		return newZipfSampler(d.Min, n, d.Exponent, p), nil
 	case "hotset":

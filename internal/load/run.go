@@ -134,7 +134,7 @@ func (c *Config) Validate() error {
 	case c.Engine != "" && c.Engine != EngineLoops && c.Engine != EngineGoroutines:
 		return fmt.Errorf("engine %q: want %s or %s", c.Engine, EngineLoops, EngineGoroutines)
 	case c.Loops < 0 || c.Loops > MaxConnections:
-		return fmt.Errorf("loops %d: want 0 (half the processors) or more", c.Loops)
+		return fmt.Errorf("loops %d: want 0..%d (0: half the processors)", c.Loops, MaxConnections)
 	}
 	for _, s := range c.Stages {
 		if s.Length <= 0 || s.Target < 0 || s.Target > MaxRate {
