@@ -66,6 +66,7 @@ func TestUsageErrors(t *testing.T) {
 		"zero duration":     {"run", "--target", srv.URL, "--duration", "0s"},
 		"negative duration": {"run", "--target", srv.URL, "--duration", "-3s"},
 		"bad timeout":       {"run", "--target", srv.URL, "--timeout", "0s"},
+		"endless duration":  {"run", "--target", srv.URL, "--rate", "10", "--duration", "2562047h47m15s"},
 		"no connections":    {"run", "--target", srv.URL, "--connections", "0"},
 		"bad stages":        {"run", "--target", srv.URL, "--stages", "30s"},
 		"stages and rate":   {"run", "--target", srv.URL, "--stages", "1s:10", "--rate", "10"},
@@ -86,10 +87,11 @@ func TestUsageErrors(t *testing.T) {
 	}
 	// Where a limit was hit, the line states the range that is accepted.
 	says := map[string]string{
-		"negative loops": "loops -1: want 0..100000 (0: half the processors)",
-		"too many loops": "loops 100001: want 0..100000 (0: half the processors)",
-		"steep zipf":     "zipf exponent must be above 0 and at most 100 (e.g. 1.0), got 101",
-		"zero zipf":      "zipf exponent must be above 0 and at most 100 (e.g. 1.0), got 0",
+		"endless duration": "duration 2562047h47m15s with warm-up 0s and timeout 2s: longer than loadgen can time",
+		"negative loops":   "loops -1: want 0..100000 (0: half the processors)",
+		"too many loops":   "loops 100001: want 0..100000 (0: half the processors)",
+		"steep zipf":       "zipf exponent must be above 0 and at most 100 (e.g. 1.0), got 101",
+		"zero zipf":        "zipf exponent must be above 0 and at most 100 (e.g. 1.0), got 0",
 	}
 	for name, args := range cases {
 		code, stdout, stderr := runMain(args...)

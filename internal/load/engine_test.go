@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -473,6 +474,14 @@ func TestValidate(t *testing.T) {
 		"no connections":  func(c *Config) { c.Connections = 0 },
 		"bad header":      func(c *Config) { c.Headers = []string{"no colon"} },
 		"bad placeholder": func(c *Config) { c.Headers = []string{"X-Id: {nope}"} },
+		// The schedule's end plus one timeout of grace must fit in a Duration.
+		"endless duration": func(c *Config) { c.Rate = 10; c.Duration = math.MaxInt64 - time.Second },
+		"endless warmup":   func(c *Config) { c.Warmup = math.MaxInt64 - 10*time.Second },
+		"endless timeout":  func(c *Config) { c.Timeout = math.MaxInt64 - time.Second },
+		"endless stages": func(c *Config) {
+			c.Duration = 0
+			c.Stages = []Stage{{math.MaxInt64 / 2, 1}, {math.MaxInt64 / 2, 1}, {math.MaxInt64 / 2, 1}}
+		},
 	} {
 		c := ok
 		mut(&c)

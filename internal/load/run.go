@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
 	"time"
 )
@@ -141,6 +142,9 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("stage %v:%v: want a positive length and 0 <= rate <= %d", s.Length, s.Target, MaxRate)
 		}
 	}
+	if err := c.checkSpan(); err != nil {
+		return err
+	}
 	for _, h := range c.Headers {
 		if _, _, err := ParseHeader(h); err != nil {
 			return err
@@ -152,6 +156,47 @@ func (c *Config) Validate() error {
 		}
 	}
 	return nil
+}
+
+// checkSpan refuses a run whose schedule (warm-up and duration, or the
+// stages) and one timeout of grace after it do not fit in a Duration, the
+// offset from the start at which the engine stops dispatching overdue
+// requests: it would wrap around to a negative offset, which gave the run
+// up at its start and left it waiting for the end of its schedule.
+func (c *Config) checkSpan() error {
+	what := fmt.Sprintf("duration %v", c.Duration)
+	length, ok := c.Duration, true
+	if len(c.Stages) > 0 {
+		length = 0
+		for _, s := range c.Stages {
+			if length, ok = addSpan(length, s.Length); !ok {
+				break
+			}
+		}
+		what = fmt.Sprintf("stages of %v in all", length)
+		if !ok {
+			what = "stages"
+		}
+	}
+	if ok {
+		var span time.Duration
+		if span, ok = addSpan(c.Warmup, length); ok {
+			_, ok = addSpan(span, c.Timeout)
+		}
+	}
+	if !ok {
+		return fmt.Errorf("%s with warm-up %v and timeout %v: longer than loadgen can time (%v in all, about 292 years)",
+			what, c.Warmup, c.Timeout, time.Duration(math.MaxInt64))
+	}
+	return nil
+}
+
+// addSpan adds two non-negative durations and reports whether the sum fits.
+func addSpan(a, b time.Duration) (time.Duration, bool) {
+	if b > math.MaxInt64-a {
+		return 0, false
+	}
+	return a + b, true
 }
 
 func parseTarget(target string) (*url.URL, error) {
