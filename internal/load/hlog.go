@@ -30,7 +30,8 @@ package load
 //
 // Counts do not fit in a histogram, so each interval is preceded by a
 // comment carrying its status and error counts, late sends, sent and
-// in-flight requests as JSON; the header carries the run's Meta the same
+// in-flight requests and the latencies clamped to the histograms' top
+// (above 60 s) as JSON; the header carries the run's Meta the same
 // way. Standard tools skip comments; ReadHlog uses them, which makes a
 // .hlog file enough to merge runs without their summary.json. A log
 // without these comments (written by another tool) still reads: untagged
@@ -79,6 +80,9 @@ type hlogInterval struct {
 	Errors    map[string]int64 `json:"errors,omitempty"`
 	LateSends int64            `json:"late_sends,omitempty"`
 	InFlight  int64            `json:"in_flight,omitempty"`
+	// Latencies above the histograms' range, recorded at its top.
+	ClampedCorrected   int64 `json:"clamped_corrected,omitempty"`
+	ClampedUncorrected int64 `json:"clamped_uncorrected,omitempty"`
 }
 
 // HlogWriter writes an interval log one interval at a time, so that a run
@@ -136,6 +140,7 @@ func (hw *HlogWriter) WriteHeader(meta Meta, base time.Time) error {
 	fmt.Fprintln(bw, "# each request's intended send time (coordinated omission corrected), Tag=uncorrected from the actual")
 	fmt.Fprintln(bw, "# send. Read with: HistogramLogProcessor -i run.hlog -tag corrected -outputValueUnitRatio 1000")
 	fmt.Fprintln(bw, "# The storefront-loadgen comment lines carry the run's meta and each interval's counts (JSON).")
+	fmt.Fprintln(bw, "# Latencies above 60 s are recorded as 60 s and counted in clamped_corrected and clamped_uncorrected.")
 	fmt.Fprintf(bw, "%s%s]\n", hlogMetaPrefix, m)
 	fmt.Fprintln(bw, hlogLegend)
 	return hw.flush()
@@ -165,6 +170,7 @@ func (hw *HlogWriter) WriteInterval(iv Interval) error {
 		StartMS: s, EndMS: e, Sent: iv.Sent,
 		Statuses: iv.Statuses, Errors: iv.Errors,
 		LateSends: iv.LateSends, InFlight: iv.InFlight,
+		ClampedCorrected: iv.ClampedCorrected, ClampedUncorrected: iv.ClampedUncorrected,
 	})
 	if err != nil {
 		return hw.fail(err)
@@ -329,6 +335,7 @@ func ReadHlog(r io.Reader) (*Log, error) {
 			iv := interval(c.StartMS)
 			iv.End = time.UnixMilli(c.EndMS).UTC()
 			iv.Sent, iv.LateSends, iv.InFlight = c.Sent, c.LateSends, c.InFlight
+			iv.ClampedCorrected, iv.ClampedUncorrected = c.ClampedCorrected, c.ClampedUncorrected
 			for code, n := range c.Statuses {
 				iv.Statuses[code] += n
 			}

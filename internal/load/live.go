@@ -83,6 +83,10 @@ func (l *Live) format(p Progress) string {
 		fmt.Fprintf(&b, "  late %d", iv.LateSends)
 	}
 	fmt.Fprintf(&b, "  in-flight %d", iv.InFlight)
+	if iv.ClampedCorrected > 0 {
+		// Recorded at the histograms' top: the p99 shown is a lower bound.
+		fmt.Fprintf(&b, "  over %s %d", formatMS(usToMS(HistMaxUS)), iv.ClampedCorrected)
+	}
 	if l.terminal {
 		l.drawn = true
 	} else {

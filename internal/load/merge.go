@@ -111,6 +111,8 @@ func mergeSecond(key int64, ivs []*Interval) (Interval, error) {
 		}
 		m.LateSends += iv.LateSends
 		m.Sent += iv.Sent
+		m.ClampedCorrected += iv.ClampedCorrected
+		m.ClampedUncorrected += iv.ClampedUncorrected
 	}
 	return m, nil
 }

@@ -25,6 +25,9 @@ type slot struct {
 	uncorrected *hdrhistogram.Histogram
 	statuses    [1000]int64 // by status code: any three digits
 	errors      [numErrorKinds]int64
+	// clamped counts the latencies above the histograms' range, recorded
+	// at its top, by corrected (0) and uncorrected (1).
+	clamped [2]int64
 }
 
 func newSlot() *slot {
@@ -36,6 +39,7 @@ func (s *slot) reset() {
 	s.uncorrected.Reset()
 	s.statuses = [1000]int64{}
 	s.errors = [numErrorKinds]int64{}
+	s.clamped = [2]int64{}
 }
 
 // mergeInto adds s to dst and empties s.
@@ -57,6 +61,10 @@ func (s *slot) mergeInto(dst *slot) {
 	for i, n := range s.errors {
 		dst.errors[i] += n
 		s.errors[i] = 0
+	}
+	for i, n := range s.clamped {
+		dst.clamped[i] += n
+		s.clamped[i] = 0
 	}
 }
 
@@ -115,15 +123,24 @@ type outcome struct {
 // record adds the outcome of a request of worker w. Latencies are recorded
 // for responses and for timeouts (a timed-out user waited at least that
 // long); other failures are only counted, since their instant failure would
-// make the percentiles look better than the service is.
+// make the percentiles look better than the service is. A latency above
+// the histograms' range is recorded at its top and counted as clamped.
 func (r *recorder) record(w int, o outcome) {
 	sh := &r.shards[w%len(r.shards)]
 	sh.mu.Lock()
 	s := sh.live[o.part]
 	if o.status > 0 || o.timedOut {
-		s.corrected.RecordValue(clampUS(o.corrected))
+		us, over := clampUS(o.corrected)
+		s.corrected.RecordValue(us)
+		if over {
+			s.clamped[0]++
+		}
 		if !r.closed {
-			s.uncorrected.RecordValue(clampUS(o.uncorrected))
+			us, over = clampUS(o.uncorrected)
+			s.uncorrected.RecordValue(us)
+			if over {
+				s.clamped[1]++
+			}
 		}
 	}
 	if o.status > 0 {
@@ -138,16 +155,17 @@ func (r *recorder) record(w int, o outcome) {
 	sh.mu.Unlock()
 }
 
-// clampUS converts d to whole microseconds within the histogram's range.
-func clampUS(d time.Duration) int64 {
-	us := int64(d / time.Microsecond)
+// clampUS converts d to whole microseconds within the histogram's range;
+// over reports a latency above the range, which is then HistMaxUS.
+func clampUS(d time.Duration) (us int64, over bool) {
+	us = int64(d / time.Microsecond)
 	if us < HistMinUS {
-		return HistMinUS
+		return HistMinUS, false
 	}
 	if us > HistMaxUS {
-		return HistMaxUS
+		return HistMaxUS, true
 	}
-	return us
+	return us, false
 }
 
 // collector builds intervals from the recorder.
@@ -219,10 +237,13 @@ func (c *collector) rotate(start, end time.Time, part int) Interval {
 		c.unsent = 0
 	}
 	iv.Corrected = a.corrected
+	iv.ClampedCorrected = a.clamped[0]
 	if c.rec.closed {
 		iv.Uncorrected = iv.Corrected
+		iv.ClampedUncorrected = iv.ClampedCorrected
 	} else {
 		iv.Uncorrected = a.uncorrected
+		iv.ClampedUncorrected = a.clamped[1]
 	}
 	c.handed = a // emptied by the next rotate, once the caller is done with it
 	// Measured requests may leave (and even complete) before the collector

@@ -1,8 +1,14 @@
 package load
 
 import (
+	"bytes"
+	"encoding/json"
+	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 	"time"
 
@@ -137,4 +143,120 @@ func TestMaxOfIsMax(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestClampedLatenciesAreReported: latencies above the histograms' range
+// (60 s; an overloaded open-model run queues requests for longer, and a
+// --timeout may be longer) are recorded at its top and counted, per
+// interval and in total. The counts reach the interval log, summary.json
+// and the text and HTML reports, survive a merge, and percentiles at the
+// top are not taken to meet an SLO: they are lower bounds.
+func TestClampedLatenciesAreReported(t *testing.T) {
+	rec := newRecorder(2, false)
+	col := newCollector(rec)
+	run := &Recording{Meta: Meta{Target: "http://t", Model: "open", TargetRate: 100, Connections: 2, Started: reportTestStart}}
+	var hlog bytes.Buffer
+	hw := NewHlogWriter(&hlog)
+	hw.WriteHeader(run.Meta, reportTestStart)
+	ok := func(w int, corrected, uncorrected time.Duration) {
+		rec.record(w, outcome{part: measured, status: 200, corrected: corrected, uncorrected: uncorrected})
+	}
+	// First second: 97 quick responses, 2 after 90 s of queueing (sent 50 s
+	// late, so 40 s uncorrected) and a timeout 70 s after its intended
+	// time, 65 s after it left: 3 corrected and 1 uncorrected latency over
+	// the range. Second: 99 quick ones and one of 61 s.
+	for i := range 97 {
+		ok(i, 5*time.Millisecond, 4*time.Millisecond)
+	}
+	ok(0, 90*time.Second, 40*time.Second)
+	ok(1, 90*time.Second, 40*time.Second)
+	rec.record(0, outcome{part: measured, err: kindTimeout, timedOut: true, corrected: 70 * time.Second, uncorrected: 65 * time.Second})
+	keepInterval(run, hw, col.rotate(reportTestStart, reportTestStart.Add(time.Second), measured))
+	for i := range 99 {
+		ok(i, 5*time.Millisecond, 4*time.Millisecond)
+	}
+	ok(1, 61*time.Second, 61*time.Second)
+	keepInterval(run, hw, col.rotate(reportTestStart.Add(time.Second), reportTestStart.Add(2*time.Second), measured))
+	if hw.Err() != nil {
+		t.Fatal(hw.Err())
+	}
+	for _, want := range []string{`"clamped_corrected":3,"clamped_uncorrected":1}`, `"clamped_corrected":1,"clamped_uncorrected":1}`} {
+		if !strings.Contains(hlog.String(), want) {
+			t.Errorf("interval log lacks %s:\n%s", want, hlog.String())
+		}
+	}
+
+	slo, err := ParseSLO("p99<90s,max<120s,p50<1s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkReports := func(name string, rec *Recording, corrected, uncorrected int64) {
+		t.Helper()
+		dir := t.TempDir()
+		if err := WriteReports(dir, rec, slo); err != nil {
+			t.Fatal(err)
+		}
+		var sum struct {
+			Corrected struct {
+				Clamped int64   `json:"clamped"`
+				P99MS   float64 `json:"p99_ms"`
+			} `json:"corrected"`
+			Uncorrected struct {
+				Clamped int64 `json:"clamped"`
+			} `json:"uncorrected"`
+			SLO struct {
+				OK       bool     `json:"ok"`
+				Failures []string `json:"failures"`
+			} `json:"slo"`
+		}
+		b, _ := os.ReadFile(filepath.Join(dir, "summary.json"))
+		if err := json.Unmarshal(b, &sum); err != nil {
+			t.Fatal(err)
+		}
+		if sum.Corrected.Clamped != corrected || sum.Uncorrected.Clamped != uncorrected {
+			t.Errorf("%s: summary.json counts %d corrected and %d uncorrected latencies over the range, want %d and %d",
+				name, sum.Corrected.Clamped, sum.Uncorrected.Clamped, corrected, uncorrected)
+		}
+		// The histograms keep their range: the p99 shows as the top bucket.
+		if sum.Corrected.P99MS < 59_000 || sum.Corrected.P99MS > 61_000 {
+			t.Errorf("%s: corrected p99 %v ms, want the top bucket", name, sum.Corrected.P99MS)
+		}
+		if sum.SLO.OK || len(sum.SLO.Failures) != 2 || !strings.HasPrefix(sum.SLO.Failures[0], "p99<90s: ") || !strings.HasPrefix(sum.SLO.Failures[1], "max<120s: ") {
+			t.Errorf("%s: SLO verdict %+v; want p99<90s and max<120s not met, as p99 and max are only known to be 60 s or more", name, sum.SLO)
+		}
+		var text bytes.Buffer
+		Summarize(rec).WriteText(&text)
+		warning := fmt.Sprintf("warning: %d corrected and %d uncorrected latencies were over 60s", corrected, uncorrected)
+		if n := strings.Count(text.String(), "\nwarning: "); n != 1 || !strings.Contains(text.String(), warning) || !strings.Contains(text.String(), "lower bounds") {
+			t.Errorf("%s: text report lacks the one-line %q...lower bounds:\n%s", name, warning, text.String())
+		}
+		html, _ := os.ReadFile(filepath.Join(dir, "report.html"))
+		if !strings.Contains(string(html), fmt.Sprintf("%d corrected and %d uncorrected latencies were over 60s", corrected, uncorrected)) {
+			t.Errorf("%s: report.html does not report the latencies over the range", name)
+		}
+	}
+	checkReports("run", run, 4, 2)
+
+	// Two generators' logs merged: the counts add up.
+	a, err := ReadHlog(bytes.NewReader(hlog.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := ReadHlog(bytes.NewReader(hlog.Bytes()))
+	merged, err := Merge(a, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mergedLog bytes.Buffer
+	if err := WriteHlog(&mergedLog, merged); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(mergedLog.String(), `"clamped_corrected":6,"clamped_uncorrected":2}`) {
+		t.Errorf("merged interval log lacks the first second's doubled counts:\n%s", mergedLog.String())
+	}
+	mrec, err := merged.Recording()
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkReports("merged", mrec, 8, 4)
 }

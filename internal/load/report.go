@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	hdrhistogram "github.com/HdrHistogram/hdrhistogram-go"
@@ -56,9 +57,13 @@ type Summary struct {
 	Uncorrected Latency `json:"uncorrected"`
 }
 
-// Latency is a latency distribution in milliseconds.
+// Latency is a latency distribution in milliseconds. Clamped counts the
+// latencies above the histograms' range (HistMaxUS, 60 s) that are recorded
+// at its top: when it is not zero, the mean and a percentile in the top
+// bucket are only lower bounds.
 type Latency struct {
 	Count   int64   `json:"count"`
+	Clamped int64   `json:"clamped"`
 	MinMS   float64 `json:"min_ms"`
 	MeanMS  float64 `json:"mean_ms"`
 	P50MS   float64 `json:"p50_ms"`
@@ -86,6 +91,21 @@ func (l Latency) at(percentile float64) float64 {
 		return l.MaxMS
 	}
 	return math.NaN()
+}
+
+// topBucketMS is the lowest latency, in milliseconds, that the histograms
+// hold in the bucket of HistMaxUS, where the clamped latencies are: a
+// percentile reported at or above it may stand for clamped ones.
+var topBucketMS = sync.OnceValue(func() float64 {
+	h := NewHistogram()
+	h.RecordValue(HistMaxUS)
+	return usToMS(h.Min()) // the lowest value equivalent to HistMaxUS
+})
+
+// lowerBound reports whether ms, one of l's percentiles, is only a lower
+// bound: some latencies were clamped and ms is in the top bucket.
+func (l Latency) lowerBound(ms float64) bool {
+	return l.Clamped > 0 && ms >= topBucketMS()
 }
 
 func latencyOf(h *hdrhistogram.Histogram) Latency {
@@ -155,7 +175,26 @@ func Summarize(rec *Recording) Summary {
 	}
 	s.Corrected = latencyOf(rec.Corrected)
 	s.Uncorrected = latencyOf(rec.Uncorrected)
+	s.Corrected.Clamped = rec.ClampedCorrected
+	s.Uncorrected.Clamped = rec.ClampedUncorrected
 	return s
+}
+
+// clampWarning says, in one line, how many latencies were above the
+// histograms' range and what that does to the percentiles; "" when none
+// were.
+func clampWarning(s Summary) string {
+	c, u := s.Corrected.Clamped, s.Uncorrected.Clamped
+	if c == 0 && u == 0 {
+		return ""
+	}
+	top := formatMS(usToMS(HistMaxUS))
+	what := fmt.Sprintf("%d corrected and %d uncorrected latencies", c, u)
+	if s.Meta.Model == "closed" {
+		what = fmt.Sprintf("%d latencies", c)
+	}
+	return fmt.Sprintf("%s were over %s, the histograms' top, and count as %s: the mean and any percentile shown at %s or more are lower bounds",
+		what, top, top, top)
 }
 
 // modelLabel names the run's model and, for the open model, its engine:
@@ -218,6 +257,9 @@ func (s Summary) WriteText(w io.Writer) error {
 	}
 	if m.Model == "closed" {
 		fmt.Fprintln(&b, "(closed model: no intended send times, corrected = uncorrected)")
+	}
+	if warn := clampWarning(s); warn != "" {
+		fmt.Fprintln(&b, "warning: "+warn)
 	}
 	fmt.Fprintln(&b)
 

@@ -41,6 +41,7 @@ type reportView struct {
 	Run       []reportRow
 	Traffic   []reportRow
 	Latency   []latencyRow
+	Clamped   string // the text report's warning about latencies above the histograms' range, if any
 	Closed    bool
 	Statuses  []countRow
 	Transport []countRow
@@ -53,6 +54,7 @@ func newReportView(rec *Recording, sum Summary, slo SLO) reportView {
 		Title:   "loadgen report",
 		Verdict: slo.Verdict(sum),
 		Latency: latencyRows(sum),
+		Clamped: clampWarning(sum),
 		Closed:  m.Model == "closed",
 	}
 	if m.Target != "" {
@@ -500,6 +502,7 @@ path.line, line.key { fill: none; stroke-width: 1.6; }
 .s-err { stroke: #d62728; }
 .s-target { stroke: #555; stroke-dasharray: 2 4; }
 .note { color: #555; font-size: 12px; }
+.warn { color: #a40000; }
 </style>
 </head>
 <body>
@@ -533,7 +536,8 @@ path.line, line.key { fill: none; stroke-width: 1.6; }
 {{else}}<tr><td>none</td><td></td></tr>
 {{end}}</tbody></table>
 </div>
-{{if .Closed}}<p class="note">Closed model: requests have no intended send time, so corrected latency equals uncorrected latency.</p>
+{{with .Clamped}}<p class="warn"><strong>Warning</strong>: {{.}}.</p>
+{{end}}{{if .Closed}}<p class="note">Closed model: requests have no intended send time, so corrected latency equals uncorrected latency.</p>
 {{end}}
 {{range .Charts}}{{template "chart" .}}{{end}}
 <p class="note">Latency is recorded in HDR histograms (1 µs to 60 s, 3 significant digits) and totals come from merging them, never from averaging percentiles.

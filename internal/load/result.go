@@ -13,7 +13,12 @@ import (
 )
 
 // Histogram bounds: 1 µs to 60 s at 3 significant digits. Values are
-// recorded in microseconds.
+// recorded in microseconds. A latency above HistMaxUS (an overloaded
+// open-model run queues requests for longer; --timeout may exceed it) is
+// recorded as HistMaxUS and counted as clamped (Interval.ClampedCorrected
+// and ClampedUncorrected): percentiles that reach the top bucket are then
+// lower bounds. The range is part of the interval log's histograms and of
+// merging them, so it stays fixed.
 const (
 	HistMinUS  = 1
 	HistMaxUS  = 60_000_000
@@ -44,6 +49,11 @@ type Interval struct {
 	LateSends   int64            // requests that left later than their intended time (open model)
 	Sent        int64            // requests sent in this interval
 	InFlight    int64            // requests in flight at End
+	// ClampedCorrected and ClampedUncorrected count the latencies of
+	// Corrected and Uncorrected that were above HistMaxUS and are
+	// recorded as HistMaxUS.
+	ClampedCorrected   int64
+	ClampedUncorrected int64
 }
 
 // Meta describes how a run was configured.
@@ -81,6 +91,10 @@ type Recording struct {
 	Uncorrected *hdrhistogram.Histogram
 	Statuses    map[int]int64    // HTTP status code -> responses, whole run
 	Errors      map[string]int64 // error kind -> count, whole run
+	// ClampedCorrected and ClampedUncorrected count the whole run's
+	// latencies above HistMaxUS, recorded as HistMaxUS (see Interval).
+	ClampedCorrected   int64
+	ClampedUncorrected int64
 }
 
 // IntervalStats is what a Recording keeps of one interval: its counts and
@@ -105,6 +119,7 @@ type IntervalStats struct {
 type Percentiles struct {
 	Count                    int64
 	P50, P90, P99, P999, Max int64
+	Clamped                  int64 // latencies above HistMaxUS, counted as HistMaxUS
 }
 
 // maxOf returns h.Max(), the highest equivalent value of the highest value
@@ -159,6 +174,9 @@ func (r *Recording) Add(iv Interval) error {
 		Sent: iv.Sent, LateSends: iv.LateSends, InFlight: iv.InFlight,
 		Corrected: percentilesOf(iv.Corrected), Uncorrected: percentilesOf(iv.Uncorrected),
 	}
+	st.Corrected.Clamped, st.Uncorrected.Clamped = iv.ClampedCorrected, iv.ClampedUncorrected
+	r.ClampedCorrected += iv.ClampedCorrected
+	r.ClampedUncorrected += iv.ClampedUncorrected
 	for code, n := range iv.Statuses {
 		r.Statuses[code] += n
 		st.Responses += n

@@ -25,7 +25,10 @@ import (
 //	    the target rate and needs an open-model run; a bare value > 1 or a value
 //	    with /s (rate>=50000, rate>=500/s) is an absolute rate, valid in both models.
 //
-// Whatever the objectives, a run in which no request completed fails.
+// Whatever the objectives, a run in which no request completed fails. A
+// latency objective whose percentile reached the histograms' top (60 s) while
+// latencies were clamped there is not met: that percentile is only known to
+// be 60 s or more.
 type SLO struct {
 	objectives []objective
 }
@@ -228,6 +231,12 @@ func (o objective) check(sum Summary) string {
 	switch o.kind {
 	case objLatency:
 		got := sum.Corrected.at(o.percentile)
+		if sum.Corrected.lowerBound(got) {
+			// Clamped at the histograms' top: the latency is at least
+			// that, and may be any higher.
+			return fmt.Sprintf("%s: corrected %s latency is over %s (%d latencies above the histograms' range), want %s %s",
+				o.term, o.name, formatMS(usToMS(HistMaxUS)), sum.Corrected.Clamped, o.op, formatMS(o.limit))
+		}
 		if sloCompare(got, o.op, o.limit) {
 			return ""
 		}
