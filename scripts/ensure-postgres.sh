@@ -43,7 +43,7 @@ $SUDO mkdir -p /etc/postgresql-common
 if ! grep -qs '^create_main_cluster *= *false' /etc/postgresql-common/createcluster.conf; then
   echo "create_main_cluster = false" | $SUDO tee -a /etc/postgresql-common/createcluster.conf >/dev/null
 fi
-export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends postgresql >/dev/null
+# env: sudo does not pass the caller's environment on.
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null
 have_server || { echo "PostgreSQL was installed but its server binaries were not found" >&2; exit 1; }
