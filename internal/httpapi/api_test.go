@@ -211,6 +211,8 @@ func TestAPI(t *testing.T) {
 		{name: "ids not numeric", path: "/products?ids=1,a", status: 400},
 		{name: "ids too many", path: "/products?ids=" + long, status: 400},
 		{name: "sku too long", path: "/products/by-sku/" + strings.Repeat("S", 65), status: 400},
+		{name: "sku of 33 two-byte characters", path: "/products/by-sku/" + strings.Repeat("%C3%A9", 33), status: 400,
+			json: map[string]any{"error": "SKU must be 1-64 bytes of UTF-8 text without '/' or control characters"}},
 		{name: "sku with a control character", path: "/products/by-sku/SKU%01", status: 400},
 		{name: "sku with a C1 control character", path: "/products/by-sku/SKU%C2%85", status: 400},
 		{name: "sku with invalid UTF-8", path: "/products/by-sku/SKU%FF", status: 400},

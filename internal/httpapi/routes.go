@@ -167,7 +167,7 @@ func (e *exchange) serveRoute(r route, param []byte) {
 		return
 	case routeProductBySKU:
 		if !validSKU(param) {
-			e.fail(shop.Errorf(shop.EINVALID, "SKU must be 1-%d characters of UTF-8 text without '/'", maxSKULen))
+			e.fail(shop.Errorf(shop.EINVALID, "SKU must be 1-%d bytes of UTF-8 text without '/' or control characters", maxSKULen))
 			return
 		}
 		if !e.admit() {
