@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -56,6 +57,13 @@ func (c Config) Validate() error {
 	var errs []error
 	if c.Addr == "" {
 		errs = append(errs, errors.New("--addr must not be empty"))
+	} else if err := checkListenAddr(c.Addr); err != nil {
+		errs = append(errs, fmt.Errorf("--addr %q: %v", c.Addr, err))
+	}
+	if c.AdminAddr != "" {
+		if err := checkListenAddr(c.AdminAddr); err != nil {
+			errs = append(errs, fmt.Errorf("--admin-addr %q: %v", c.AdminAddr, err))
+		}
 	}
 	if c.DSN == "" && c.DataDir == "" {
 		errs = append(errs, errors.New("--data-dir must not be empty when no --dsn is given"))
@@ -84,6 +92,21 @@ func (c Config) Validate() error {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// checkListenAddr reports an address that cannot be listened on whatever
+// the machine: no port, or a port that is neither a number from 0 to 65535
+// nor a service name. A host that does not resolve, or a port in use, is
+// found when listening.
+func checkListenAddr(addr string) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return errors.New("want host:port, e.g. :8080 or 127.0.0.1:9090")
+	}
+	if _, err := net.LookupPort("tcp", port); err != nil {
+		return fmt.Errorf("bad port %q", port)
+	}
+	return nil
 }
 
 // bindDatabaseFlags registers the flags every subcommand that talks to

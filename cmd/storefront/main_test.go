@@ -322,6 +322,42 @@ func TestCommands(t *testing.T) {
 	}
 }
 
+// TestListenAddressFlags checks that a listen address that cannot be one
+// is a usage error (exit 2, one line naming the flag), caught before a
+// port is bound or a database started.
+func TestListenAddressFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--addr", "nonsense"}, "--addr"},
+		{[]string{"--addr", "127.0.0.1:99999"}, "--addr"},
+		{[]string{"--addr", "127.0.0.1:8x"}, "--addr"},
+		{[]string{"--admin-addr", "localhost"}, "--admin-addr"},
+		{[]string{"--admin-addr", "127.0.0.1:-1"}, "--admin-addr"},
+	} {
+		args := append([]string{"serve", "--dsn", "postgres://nobody@127.0.0.1:1/x?connect_timeout=1",
+			"--addr", "127.0.0.1:0", "--admin-addr", ""}, tc.args...)
+		var out, errOut bytes.Buffer
+		code := run(args, &out, &errOut)
+		if code != 2 || !strings.Contains(errOut.String(), tc.want) || strings.Count(strings.TrimSpace(errOut.String()), "\n") > 0 {
+			t.Errorf("storefront %v: exit %d, stderr %q; want 2 and one line naming %s", args, code, errOut.String(), tc.want)
+		}
+	}
+	for _, addr := range []string{":8080", "127.0.0.1:0", "[::1]:9090", "localhost:http"} {
+		cfg := DefaultConfig()
+		cfg.Addr, cfg.AdminAddr = addr, addr
+		if err := cfg.Validate(); err != nil {
+			t.Errorf("--addr and --admin-addr %q: %v", addr, err)
+		}
+	}
+	cfg := DefaultConfig()
+	cfg.AdminAddr = ""
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("an empty --admin-addr (disabled): %v", err)
+	}
+}
+
 // TestEnvironmentConfig checks that STOREFRONT_* variables fill flags and
 // that flags win.
 func TestEnvironmentConfig(t *testing.T) {
