@@ -122,7 +122,7 @@ func bindDatabaseFlags(fs *flag.FlagSet, c *Config) {
 func bindServeFlags(fs *flag.FlagSet, c *Config) {
 	bindDatabaseFlags(fs, c)
 	fs.StringVar(&c.Addr, "addr", c.Addr, "public API listen address")
-	fs.StringVar(&c.AdminAddr, "admin-addr", c.AdminAddr, "admin listen address (/metrics, /debug/pprof); keep it on loopback; empty disables")
+	fs.StringVar(&c.AdminAddr, "admin-addr", c.AdminAddr, "admin listen address (/metrics, /debug/pprof, /healthz, /readyz); keep it on loopback; empty disables")
 	fs.BoolVar(&c.Migrate, "migrate", c.Migrate, "apply pending schema migrations at start (always on for the private PostgreSQL)")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "how long in-flight requests may take to finish after SIGTERM or SIGINT")
 	fs.DurationVar(&c.ShutdownDelay, "shutdown-delay", c.ShutdownDelay, "after SIGTERM or SIGINT, keep serving this long with /readyz at 503 before closing the listener (lets load balancers notice)")
