@@ -136,31 +136,61 @@ func takeSnapshot(serverPID int, pgdata string) (snapshot, error) {
 	if err != nil {
 		return sn, err
 	}
-	ps, err := readStat(pm)
-	if err != nil {
-		return sn, fmt.Errorf("postmaster: %w", err)
-	}
-	sn.PostgresTicks = ps.utime + ps.stime + ps.cutime + ps.cstime
-	sn.PostgresProcs = 1
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
+	if sn.PostgresTicks, sn.PostgresProcs, err = postgresTicks(pm); err != nil {
 		return sn, err
 	}
+	return sn, nil
+}
+
+// The process table, read through these so that tests can stage a run.
+var (
+	statOf   = readStat
+	listPIDs = procPIDs
+)
+
+// procPIDs lists the pids under /proc.
+func procPIDs() ([]int, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	pids := make([]int, 0, len(entries))
 	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == pm {
+		if pid, err := strconv.Atoi(e.Name()); err == nil {
+			pids = append(pids, pid)
+		}
+	}
+	return pids, nil
+}
+
+// postgresTicks is the CPU time of the postmaster pm and of all its
+// children, living or reaped (the postmaster's cutime+cstime), and how many
+// processes that is.
+func postgresTicks(pm int) (ticks int64, procs int, err error) {
+	ps, err := statOf(pm)
+	if err != nil {
+		return 0, 0, fmt.Errorf("postmaster: %w", err)
+	}
+	ticks = ps.utime + ps.stime + ps.cutime + ps.cstime
+	procs = 1
+	pids, err := listPIDs()
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, pid := range pids {
+		if pid == pm {
 			continue
 		}
-		cs, err := readStat(pid)
+		cs, err := statOf(pid)
 		if err != nil || cs.ppid != pm {
 			continue // gone meanwhile, or not ours
 		}
 		// A backend's own children are never waited for by it, so its
 		// cutime/cstime stay zero; its utime+stime is all there is.
-		sn.PostgresTicks += cs.utime + cs.stime
-		sn.PostgresProcs++
+		ticks += cs.utime + cs.stime
+		procs++
 	}
-	return sn, nil
+	return ticks, procs, nil
 }
 
 // machineBusyTicks is the non-idle CPU time of all CPUs since boot, from
