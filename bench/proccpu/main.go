@@ -15,7 +15,9 @@
 // PostgreSQL's share is the sum over the postmaster (its pid is the first
 // line of DIR/postmaster.pid) and every process whose parent it is, plus the
 // postmaster's cutime+cstime: backends that exit during the run are reaped by
-// the postmaster and their CPU time moves there, so nothing is lost.
+// the postmaster and their CPU time moves there, so nothing is lost (the
+// postmaster is read again after its children, and the reading repeated
+// when it reaped one meanwhile).
 package main
 
 import (
@@ -166,13 +168,35 @@ func procPIDs() ([]int, error) {
 // postgresTicks is the CPU time of the postmaster pm and of all its
 // children, living or reaped (the postmaster's cutime+cstime), and how many
 // processes that is.
+//
+// A child reaped while the table is read would be in neither part: its
+// time reaches the postmaster's cutime after that was read, and its stat
+// is gone when its turn comes. The postmaster is read again after the
+// children; when its cutime+cstime moved, the whole reading is repeated.
 func postgresTicks(pm int) (ticks int64, procs int, err error) {
-	ps, err := statOf(pm)
-	if err != nil {
-		return 0, 0, fmt.Errorf("postmaster: %w", err)
+	const tries = 50
+	for range tries {
+		first, err := statOf(pm)
+		if err != nil {
+			return 0, 0, fmt.Errorf("postmaster: %w", err)
+		}
+		ticks, procs, err = childTicks(pm)
+		if err != nil {
+			return 0, 0, err
+		}
+		last, err := statOf(pm)
+		if err != nil {
+			return 0, 0, fmt.Errorf("postmaster: %w", err)
+		}
+		if last.cutime+last.cstime == first.cutime+first.cstime {
+			return ticks + last.utime + last.stime + last.cutime + last.cstime, procs + 1, nil
+		}
 	}
-	ticks = ps.utime + ps.stime + ps.cutime + ps.cstime
-	procs = 1
+	return 0, 0, fmt.Errorf("postmaster %d reaped children during each of %d readings of its children", pm, tries)
+}
+
+// childTicks sums utime+stime over the processes whose parent is pm.
+func childTicks(pm int) (ticks int64, procs int, err error) {
 	pids, err := listPIDs()
 	if err != nil {
 		return 0, 0, err

@@ -102,6 +102,39 @@ func TestPostgresTicksKeepsExitedBackends(t *testing.T) {
 	}
 }
 
+// A backend the postmaster reaps after its stat has been read, but before
+// the backend's own is: its time is in neither.
+func TestPostgresTicksBackendReapedDuringTheScan(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		first bool // the first snapshot is the one disturbed
+	}{{"before the run", true}, {"after the run", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newTable()
+			f.install(t)
+			stage := func() {
+				f.beforeStat = func(pid int) {
+					if pid == 101 {
+						f.beforeStat = nil
+						f.reap(101)
+					}
+				}
+			}
+			if tc.first {
+				stage()
+			}
+			before, _ := ticks(t, pm)
+			if !tc.first {
+				stage()
+			}
+			after, _ := ticks(t, pm)
+			if after != before {
+				t.Errorf("nothing ran, yet the delta is %d ticks", after-before)
+			}
+		})
+	}
+}
+
 func TestReadStatOwnProcess(t *testing.T) {
 	s, err := readStat(os.Getpid())
 	if err != nil {
