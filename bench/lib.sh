@@ -101,9 +101,16 @@ stop_pid() {
 	STARTED_PIDS=("${kept[@]}")
 }
 
+# Once it runs, further Ctrl-Cs and SIGTERMs are ignored (by it and by the
+# commands it runs): a second Ctrl-C while a server drains would otherwise
+# end the script with that server running and vm.nr_hugepages raised.
 bench_cleanup() {
 	local rc=$? pid
-	trap - EXIT INT TERM
+	trap - EXIT
+	trap '' INT TERM HUP
+	if [ ${#STARTED_PIDS[@]} -gt 0 ] || [ -n "$HUGE_PAGES_RESTORE" ]; then
+		log "stopping what this run started${HUGE_PAGES_RESTORE:+ and putting vm.nr_hugepages back}; Ctrl-C is ignored meanwhile"
+	fi
 	for pid in "${STARTED_PIDS[@]}"; do
 		stop_pid "$pid" 60
 	done
