@@ -207,14 +207,17 @@ reserve_huge_pages() {
 		log "huge pages: $free free now, enough for PostgreSQL's $needed; restarting the server"
 		return 0
 	fi
+	# Set before the write: a Ctrl-C while the kernel gathers the pages
+	# (which can take seconds) ends the script right after it.
+	HUGE_PAGES_RESTORE=$total
 	echo "$want" >/proc/sys/vm/nr_hugepages 2>/dev/null || true
 	got=$(cat /proc/sys/vm/nr_hugepages)
 	if [ "$got" = "$total" ]; then
+		HUGE_PAGES_RESTORE=
 		HUGE_PAGES_STATE="off (the kernel gave none of the $needed huge pages)"
 		log "huge pages: the kernel gave none of the $needed huge pages PostgreSQL takes; the run goes on 4 kB pages"
 		return 1
 	fi
-	HUGE_PAGES_RESTORE=$total
 	log "huge pages: vm.nr_hugepages $total -> $got for PostgreSQL's $needed (put back at exit); restarting the server"
 	return 0
 }
