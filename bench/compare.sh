@@ -122,7 +122,8 @@ machine_json >"$OUT/machine.json"
 echo '{}' >"$OUT/memory.json"
 
 # memory_idle: a fresh server, IDLE_CONNS keep-alive connections that each
-# made one request, then idle; storefront's RSS before and with them.
+# made one request, then idle; storefront's RSS before and with them, and
+# how many of them it still held (null when conns could not tell).
 memory_idle() {
 	local dir=$OUT/memory-idle pid rss0 rss i alive
 	mkdir -p "$dir"
@@ -145,7 +146,7 @@ memory_idle() {
 	alive=$(sed -n 's/^alive \([0-9]*\) of.*/\1/p' "$dir/conns.txt")
 	stop_server
 	jq --argjson n "$IDLE_CONNS" --argjson open "$(sed -n 's/^open //p' "$dir/conns.txt")" \
-		--argjson alive "${alive:-0}" --argjson before "$rss0" --argjson with "$rss" \
+		--argjson alive "${alive:-null}" --argjson before "$rss0" --argjson with "$rss" \
 		'.idle = {connections: $n, opened: $open, alive_at_end: $alive,
 		  rss_before_mb: ($before / 1024), rss_mb: ($with / 1024), delta_mb: (($with - $before) / 1024)}' \
 		"$OUT/memory.json" >"$OUT/memory.json.new"

@@ -117,23 +117,41 @@ func open(addr, path string, timeout time.Duration) (net.Conn, error) {
 	return c, nil
 }
 
-// countAlive reports how many open connections the server has not closed:
-// a read that times out means the peer is still there; EOF means it left.
+// countAlive reports how many open connections the server has not closed.
 func countAlive(conns []net.Conn) (alive, total int) {
-	buf := make([]byte, 1)
 	for _, c := range conns {
 		if c == nil {
 			continue
 		}
 		total++
-		_ = c.SetReadDeadline(time.Now().Add(time.Millisecond))
-		_, err := c.Read(buf)
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() {
+		if isAlive(c) {
 			alive++
 		}
 	}
 	return alive, total
+}
+
+// isAlive peeks at the socket without waiting: nothing to read means the
+// peer is still there; end of file, an error or bytes it should not have
+// sent mean it is not. (A read with a short deadline costs about 1 ms a
+// connection: 10 s for 10,000, all compare.sh waits before killing conns.)
+func isAlive(c net.Conn) bool {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	alive := false
+	err = raw.Read(func(fd uintptr) bool {
+		var b [1]byte
+		_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		alive = err == syscall.EAGAIN || err == syscall.EWOULDBLOCK
+		return true // answered: do not wait for the socket to become readable
+	})
+	return err == nil && alive
 }
 
 func closeAll(conns []net.Conn) {
