@@ -32,7 +32,7 @@ def coalesce_label: if . == "coalesce-on" then "on" else "off" end;
     | select(.closed != null) ] as $lines
 | "storefront \(.machine.commit) · \(.machine.nproc) CPUs (\(.machine.cpu)), \(.machine.memory) · \(.config.users | int) users, \(.config.products | int) products",
   "server: storefront serve \(.config.server_flags | if . == "" then "(defaults)" else . end) --coalesce=on|off; PostgreSQL's shared memory on huge pages: \(.machine.postgres_huge_pages // "not recorded")",
-  "max: closed model, \(.config.closed_s) s after a \(.config.warmup_s) s warm-up; half: open model, \(.config.open_s) s at half the max rate\(if $rounds > 1 then ", \($rounds) rounds: the run with the median p99, the rounds' p99 range in brackets" else "" end); ms corrected for coordinated omission",
+  "max: closed model, \(.config.closed_s) s after a \(.config.warmup_s) s warm-up; half: open model, \(.config.open_s) s at half the max rate\(if $rounds > 1 then ", \($rounds) rounds: the run with the median p99\(if $rounds % 2 == 0 then " (the higher of the two middle ones)" else "" end), the rounds' p99 range in brackets" else "" end); ms corrected for coordinated omission",
   "rate / static just before: against the static route's closed run made right before this route's (its req/s in brackets); the machine's speed drifts over minutes",
   "rate / static from CPU: (static's srv+PG+gen µs/req) / (the route's), the ratio expected on a machine running nothing else",
   "half: srv+PG+gen µs/req of the open-model run, and how many times the closed run's; cores busy: the whole machine's CPU during it (of \(.machine.nproc))",
