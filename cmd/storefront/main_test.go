@@ -77,14 +77,8 @@ func waitHTTP(t *testing.T, url string, timeout time.Duration) {
 // seeded, answering /users/1. A second program on the same data directory
 // is refused; a restart finds the data again.
 func TestServeEmbeddedDefault(t *testing.T) {
-	dir, cleanup, err := pgembed.MkdirTemp("storefront-serve-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cleanup()
-	cfg := DefaultConfig()
-	cfg.Addr, cfg.AdminAddr = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.DataDir = filepath.Join(dir, "data")
+	cfg := embeddedServeConfig(t)
+	cfg.AdminAddr = "127.0.0.1:0"
 	cfg.DemoUsers, cfg.DemoProducts = 2000, 200
 	ctx := context.Background()
 
@@ -401,14 +395,7 @@ func TestPoolFlagsWholeNumbers(t *testing.T) {
 // were committed but before the products and inventory were: the next start
 // finishes the demo data set.
 func TestServeEmbeddedCompletesInterruptedSeeding(t *testing.T) {
-	dir, cleanup, err := pgembed.MkdirTemp("storefront-serve-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cleanup()
-	cfg := DefaultConfig()
-	cfg.Addr, cfg.AdminAddr = "127.0.0.1:0", ""
-	cfg.DataDir = filepath.Join(dir, "data")
+	cfg := embeddedServeConfig(t)
 	cfg.DemoUsers, cfg.DemoProducts = 300, 100
 	ctx := context.Background()
 	logger := newLogger(Config{LogLevel: "warn", LogFormat: "text"})
@@ -462,4 +449,20 @@ func TestDemoSizeLimits(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Errorf("the largest demo data set: %v", err)
 	}
+}
+
+// embeddedServeConfig is serve's default configuration on a fresh data
+// directory (removed when the test ends), listening on a free loopback port
+// with no admin listener.
+func embeddedServeConfig(t *testing.T) Config {
+	t.Helper()
+	dir, cleanup, err := pgembed.MkdirTemp("storefront-serve-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cleanup)
+	cfg := DefaultConfig()
+	cfg.Addr, cfg.AdminAddr = "127.0.0.1:0", ""
+	cfg.DataDir = filepath.Join(dir, "data")
+	return cfg
 }
