@@ -240,8 +240,12 @@ func TestWritableEventResumesBufferedRequests(t *testing.T) {
 	if err := unix.SetNonblock(fds[0], true); err != nil {
 		t.Fatal(err)
 	}
-	client, err := net.FileConn(os.NewFile(uintptr(fds[1]), "client"))
-	unix.Close(fds[1]) // FileConn holds its own copy
+	// FileConn holds its own copy of the descriptor. fds[1] is closed
+	// through its *os.File, never with unix.Close: the File's finalizer
+	// would close the number again later, by then another test's socket.
+	f := os.NewFile(uintptr(fds[1]), "client")
+	client, err := net.FileConn(f)
+	f.Close()
 	if err != nil {
 		unix.Close(fds[0])
 		t.Fatal(err)
