@@ -10,8 +10,11 @@ import (
 )
 
 // FetchFunc runs one query for keys (distinct) and calls found once per row
-// it returns. Keys without a row are simply not reported.
-type FetchFunc[K comparable, V any] func(ctx context.Context, keys []K, found func(K, V)) error
+// it returns. Keys without a row are simply not reported. A row that was
+// received but cannot be turned into a V (a value the API cannot
+// represent) is reported with its error: it fails that key's lookups only,
+// where an error returned by FetchFunc fails the whole batch.
+type FetchFunc[K comparable, V any] func(ctx context.Context, keys []K, found func(K, V, error)) error
 
 // Coalescer merges concurrent point lookups of one query shape into a single
 // round trip ("natural batching"): a lookup that arrives while fewer than
@@ -75,6 +78,7 @@ type call[K comparable, V any] struct {
 	r        shop.Reply[V] // nil: a Get caller waits on done
 	val      V
 	found    bool
+	failed   error // the key's row could not be read (found is false)
 	err      error
 	answered atomic.Bool
 	done     chan struct{} // buffered: delivery never blocks on an absent caller
@@ -86,8 +90,8 @@ type call[K comparable, V any] struct {
 type batch[K comparable, V any] struct {
 	calls []*call[K, V]
 	keys  []K
-	found func(K, V) // hands a row to every call of the batch with its key
-	loop  func()     // c.loop(this batch), for a go statement without a closure
+	found func(K, V, error) // hands a row (or its error) to every call of the batch with its key
+	loop  func()            // c.loop(this batch), for a go statement without a closure
 }
 
 func (c *Coalescer[K, V]) newBatch() *batch[K, V] {
@@ -95,10 +99,13 @@ func (c *Coalescer[K, V]) newBatch() *batch[K, V] {
 		return b
 	}
 	b := &batch[K, V]{}
-	b.found = func(k K, v V) {
+	b.found = func(k K, v V, err error) {
+		if err != nil {
+			err = translate(err)
+		}
 		for _, cl := range b.calls {
 			if cl.key == k {
-				cl.val, cl.found = v, true
+				cl.val, cl.found, cl.failed = v, err == nil, err
 			}
 		}
 	}
@@ -232,10 +239,12 @@ func (c *Coalescer[K, V]) Get(ctx context.Context, key K) (val V, found bool, er
 			// Answered by expiry: a running batch may still write val.
 			return zero, false, err
 		}
+	} else if cl.failed != nil {
+		err = cl.failed
 	} else {
 		val, found = cl.val, cl.found
 	}
-	cl.val, cl.found, cl.err = zero, false, nil
+	cl.val, cl.found, cl.failed, cl.err = zero, false, nil, nil
 	cl.answered.Store(false)
 	c.calls.Put(cl)
 	return val, found, err
@@ -557,7 +566,7 @@ func (c *Coalescer[K, V]) execute(b *batch[K, V]) (replies bool, err error) {
 	if err != nil && retryable(ctx, err) {
 		var zero V
 		for _, cl := range b.calls {
-			cl.val, cl.found = zero, false
+			cl.val, cl.found, cl.failed = zero, false, nil
 		}
 		err = c.fetch(ctx, b.keys, b.found)
 	}
@@ -578,13 +587,15 @@ func (c *Coalescer[K, V]) answerAll(b *batch[K, V], err error) {
 			continue
 		}
 		v, rerr := cl.val, err
-		if rerr == nil && !cl.found {
+		if rerr == nil && cl.failed != nil {
+			rerr = cl.failed
+		} else if rerr == nil && !cl.found {
 			rerr = c.missing(cl.key)
 		}
 		if rerr != nil {
 			v = zero
 		}
-		cl.r, cl.val, cl.found, cl.err = nil, zero, false, nil
+		cl.r, cl.val, cl.found, cl.failed, cl.err = nil, zero, false, nil, nil
 		cl.answered.Store(false)
 		c.calls.Put(cl)
 		r.Reply(v, rerr)

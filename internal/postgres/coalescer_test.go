@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -20,7 +21,7 @@ import (
 func TestCoalescerBatchesConcurrentLookups(t *testing.T) {
 	var queries, maxKeys atomic.Int64
 	release := make(chan struct{})
-	fetch := func(ctx context.Context, keys []int64, found func(int64, int64)) error {
+	fetch := func(ctx context.Context, keys []int64, found func(int64, int64, error)) error {
 		if queries.Add(1) == 1 {
 			<-release // hold the first batch so the others queue up
 		}
@@ -34,7 +35,7 @@ func TestCoalescerBatchesConcurrentLookups(t *testing.T) {
 			}
 			seen[k] = true
 			if k%10 != 0 { // multiples of ten "do not exist"
-				found(k, k*100)
+				found(k, k*100, nil)
 			}
 		}
 		return nil
@@ -87,14 +88,14 @@ func TestCoalescerBatchesConcurrentLookups(t *testing.T) {
 func TestCoalescerCancelledCallerDoesNotCancelBatch(t *testing.T) {
 	release := make(chan struct{})
 	var batchErr atomic.Value
-	fetch := func(ctx context.Context, keys []int64, found func(int64, string)) error {
+	fetch := func(ctx context.Context, keys []int64, found func(int64, string, error)) error {
 		<-release
 		if err := ctx.Err(); err != nil {
 			batchErr.Store(err)
 			return err
 		}
 		for _, k := range keys {
-			found(k, "ok")
+			found(k, "ok", nil)
 		}
 		return nil
 	}
@@ -133,7 +134,7 @@ func TestCoalescerCancelledCallerDoesNotCancelBatch(t *testing.T) {
 func TestCoalescerErrorReachesEveryCaller(t *testing.T) {
 	boom := errors.New("boom")
 	release := make(chan struct{})
-	fetch := func(ctx context.Context, keys []int64, found func(int64, int)) error {
+	fetch := func(ctx context.Context, keys []int64, found func(int64, int, error)) error {
 		<-release
 		return boom
 	}
@@ -158,9 +159,9 @@ func TestCoalescerErrorReachesEveryCaller(t *testing.T) {
 }
 
 func BenchmarkCoalescer(b *testing.B) {
-	fetch := func(ctx context.Context, keys []int64, found func(int64, int64)) error {
+	fetch := func(ctx context.Context, keys []int64, found func(int64, int64, error)) error {
 		for _, k := range keys {
-			found(k, k)
+			found(k, k, nil)
 		}
 		return nil
 	}
@@ -190,7 +191,7 @@ func (d deadlineOnly) Deadline() (time.Time, bool) { return d.at, true }
 func TestCoalescerExpiresQueuedLookupsAtTheirDeadline(t *testing.T) {
 	release := make(chan struct{})
 	var asked atomic.Int64
-	fetch := func(ctx context.Context, keys []int64, found func(int64, int)) error {
+	fetch := func(ctx context.Context, keys []int64, found func(int64, int, error)) error {
 		asked.Add(int64(len(keys)))
 		<-release
 		return nil
@@ -223,7 +224,7 @@ func TestCoalescerExpiresQueuedLookupsAtTheirDeadline(t *testing.T) {
 // for the batch timeout.
 func TestCoalescerHonoursDeadlineOfLookupInSlowBatch(t *testing.T) {
 	release := make(chan struct{})
-	fetch := func(ctx context.Context, keys []int64, found func(int64, int)) error {
+	fetch := func(ctx context.Context, keys []int64, found func(int64, int, error)) error {
 		select {
 		case <-release:
 		case <-ctx.Done():
@@ -274,10 +275,10 @@ func TestCoalescerGetLeavesOwnBatchAtDeadline(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			release := make(chan struct{})
-			fetch := func(ctx context.Context, keys []int64, found func(int64, int)) error {
+			fetch := func(ctx context.Context, keys []int64, found func(int64, int, error)) error {
 				<-release
 				for _, k := range keys {
-					found(k, int(k))
+					found(k, int(k), nil)
 				}
 				return nil
 			}
@@ -307,11 +308,11 @@ func TestCoalescerGetLeavesOwnBatchAtDeadline(t *testing.T) {
 // deadline; the other lookup of the same batch still gets its row.
 func TestCoalescerSweepsDueLookupOutOfRunningBatch(t *testing.T) {
 	release, started := make(chan struct{}), make(chan struct{}, 2)
-	fetch := func(ctx context.Context, keys []int64, found func(int64, int)) error {
+	fetch := func(ctx context.Context, keys []int64, found func(int64, int, error)) error {
 		started <- struct{}{}
 		<-release
 		for _, k := range keys {
-			found(k, int(k)*10)
+			found(k, int(k)*10, nil)
 		}
 		return nil
 	}
@@ -359,10 +360,10 @@ func (c *Coalescer[K, V]) queued() []*call[K, V] {
 // EUNAVAILABLE, never another's value and never a hang; run with -race.
 func TestCoalescerDeadlinesUnderChurn(t *testing.T) {
 	var n atomic.Int64
-	fetch := func(ctx context.Context, keys []int64, found func(int64, int64)) error {
+	fetch := func(ctx context.Context, keys []int64, found func(int64, int64, error)) error {
 		time.Sleep(time.Duration(n.Add(1)%7) * time.Millisecond)
 		for _, k := range keys {
-			found(k, -k)
+			found(k, -k, nil)
 		}
 		return nil
 	}
@@ -443,11 +444,11 @@ func (r *onceReply[V]) wait(t testing.TB, what string) answered[V] {
 // WithNotFound error, exactly once.
 func TestCoalescerSubmitNeverBlocks(t *testing.T) {
 	release := make(chan struct{})
-	fetch := func(ctx context.Context, keys []int64, found func(int64, int64)) error {
+	fetch := func(ctx context.Context, keys []int64, found func(int64, int64, error)) error {
 		<-release
 		for _, k := range keys {
 			if k%10 != 0 {
-				found(k, k*100)
+				found(k, k*100, nil)
 			}
 		}
 		return nil
@@ -493,11 +494,11 @@ func TestCoalescerSubmitNeverBlocks(t *testing.T) {
 // and the other lookup of the batch still gets its row.
 func TestCoalescerSubmitDueInSlowBatch(t *testing.T) {
 	release, started := make(chan struct{}), make(chan struct{}, 2)
-	fetch := func(ctx context.Context, keys []int64, found func(int64, int)) error {
+	fetch := func(ctx context.Context, keys []int64, found func(int64, int, error)) error {
 		started <- struct{}{}
 		<-release
 		for _, k := range keys {
-			found(k, int(k)*10)
+			found(k, int(k)*10, nil)
 		}
 		return nil
 	}
@@ -536,7 +537,7 @@ func TestCoalescerSubmitDueInSlowBatch(t *testing.T) {
 // goroutine (Submit returns before the reply, which waits for it).
 func TestCoalescerSubmitPastDeadline(t *testing.T) {
 	var asked atomic.Int64
-	fetch := func(ctx context.Context, keys []int64, found func(int64, int)) error {
+	fetch := func(ctx context.Context, keys []int64, found func(int64, int, error)) error {
 		asked.Add(int64(len(keys)))
 		return nil
 	}
@@ -570,12 +571,12 @@ func (f replyFunc[V]) Reply(v V, err error) { f(v, err) }
 // batch, from the sweeper or from the expiry of a queued lookup.
 func TestCoalescerReplyRunsWithoutLock(t *testing.T) {
 	release := make(chan struct{})
-	fetch := func(ctx context.Context, keys []int64, found func(int64, int64)) error {
+	fetch := func(ctx context.Context, keys []int64, found func(int64, int64, error)) error {
 		if slices.Contains(keys, 4) {
 			<-release // a slow batch holds one slot; the other serves the reply
 		}
 		for _, k := range keys {
-			found(k, k)
+			found(k, k, nil)
 		}
 		return nil
 	}
@@ -624,11 +625,11 @@ func TestCoalescerReplyRunsWithoutLock(t *testing.T) {
 // Each gets its own value or EUNAVAILABLE, exactly once; run with -race.
 func TestCoalescerGetAndSubmitUnderChurn(t *testing.T) {
 	var n atomic.Int64
-	fetch := func(ctx context.Context, keys []int64, found func(int64, int64)) error {
+	fetch := func(ctx context.Context, keys []int64, found func(int64, int64, error)) error {
 		time.Sleep(time.Duration(n.Add(1)%7) * time.Millisecond)
 		for _, k := range keys {
 			if k%5 != 0 {
-				found(k, -k)
+				found(k, -k, nil)
 			}
 		}
 		return nil
@@ -689,9 +690,9 @@ func (r *benchReply) Reply(v int64, err error) {
 // allocates nothing; what allocs/op shows is the batch's context (four
 // allocations per batch) spread over lookups/batch.
 func BenchmarkCoalescerSubmit(b *testing.B) {
-	fetch := func(ctx context.Context, keys []int64, found func(int64, int64)) error {
+	fetch := func(ctx context.Context, keys []int64, found func(int64, int64, error)) error {
 		for _, k := range keys {
-			found(k, k)
+			found(k, k, nil)
 		}
 		return nil
 	}
@@ -728,7 +729,7 @@ func TestCoalescerGateTakesTurnsAndTopsUp(t *testing.T) {
 	var usersKeys [][]int64
 	var mu sync.Mutex
 	fetch := func(hold bool) FetchFunc[int64, int64] {
-		return func(ctx context.Context, keys []int64, found func(int64, int64)) error {
+		return func(ctx context.Context, keys []int64, found func(int64, int64, error)) error {
 			if running.Add(1) > 1 {
 				overlap.Add(1)
 			}
@@ -741,7 +742,7 @@ func TestCoalescerGateTakesTurnsAndTopsUp(t *testing.T) {
 				mu.Unlock()
 			}
 			for _, k := range keys {
-				found(k, -k)
+				found(k, -k, nil)
 			}
 			return nil
 		}
@@ -805,10 +806,10 @@ func TestCoalescerGateWaitEndsAtBatchTimeout(t *testing.T) {
 	gate := NewGate(1)
 	gate.slots <- struct{}{} // someone else holds the only slot
 	var queries atomic.Int64
-	c := NewCoalescer(64, 1, 50*time.Millisecond, func(ctx context.Context, keys []int64, found func(int64, int64)) error {
+	c := NewCoalescer(64, 1, 50*time.Millisecond, func(ctx context.Context, keys []int64, found func(int64, int64, error)) error {
 		queries.Add(1)
 		for _, k := range keys {
-			found(k, k)
+			found(k, k, nil)
 		}
 		return nil
 	}).WithGate(gate)
@@ -838,11 +839,11 @@ func TestCoalescerGateWaitKeepsQueryTimeAndCallerDeadline(t *testing.T) {
 	gate := NewGate(1)
 	gate.slots <- struct{}{} // held by another kind's query
 	budget := make(chan time.Duration, 1)
-	c := NewCoalescer(64, 1, batchTimeout, func(ctx context.Context, keys []int64, found func(int64, int64)) error {
+	c := NewCoalescer(64, 1, batchTimeout, func(ctx context.Context, keys []int64, found func(int64, int64, error)) error {
 		d, _ := ctx.Deadline()
 		budget <- time.Until(d)
 		for _, k := range keys {
-			found(k, k)
+			found(k, k, nil)
 		}
 		return nil
 	}).WithGate(gate)
@@ -867,5 +868,88 @@ func TestCoalescerGateWaitKeepsQueryTimeAndCallerDeadline(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("the batch never queried after the gate freed")
+	}
+}
+
+// TestCoalescerRowErrorFailsItsKeyOnly: a row reported with an error fails
+// the lookups of its key, Get and Submit alike, as an internal error; the
+// other lookups of the batch get their rows. A retried batch starts over:
+// a row error of the failed attempt does not stick (here the retry finds
+// the key gone: not found).
+func TestCoalescerRowErrorFailsItsKeyOnly(t *testing.T) {
+	unreadable := errors.New("unreadable row")
+	for _, retried := range []bool{false, true} {
+		t.Run(fmt.Sprint("retried=", retried), func(t *testing.T) {
+			release := make(chan struct{})
+			var attempts atomic.Int32
+			fetch := func(ctx context.Context, keys []int64, found func(int64, int64, error)) error {
+				<-release
+				first := slices.Contains(keys, 7) && attempts.Add(1) == 1
+				for _, k := range keys {
+					switch {
+					case k == 7 && (first || !retried):
+						found(k, 0, unreadable)
+					case k == 7: // deleted before the retry
+					default:
+						found(k, k*100, nil)
+					}
+				}
+				if first && retried {
+					return io.ErrUnexpectedEOF // the connection broke after the rows
+				}
+				return nil
+			}
+			c := NewCoalescer[int64, int64](16, 1, time.Second, fetch)
+			replies := map[int64]*onceReply[int64]{}
+			for _, k := range []int64{1, 7, 2} {
+				replies[k] = newOnceReply[int64](t)
+				c.Submit(k, time.Time{}, replies[k])
+			}
+			type got struct {
+				v     int64
+				found bool
+				err   error
+			}
+			gets := map[int64]chan got{}
+			for _, k := range []int64{7, 3} {
+				gets[k] = make(chan got, 1)
+				go func() {
+					v, ok, err := c.Get(context.Background(), k)
+					gets[k] <- got{v, ok, err}
+				}()
+			}
+			time.Sleep(50 * time.Millisecond) // the Gets queue behind the held batch
+			close(release)
+			for _, k := range []int64{1, 7, 2} {
+				a := replies[k].wait(t, fmt.Sprint("Submit ", k))
+				switch {
+				case k == 7 && retried:
+					if shop.ErrorCode(a.err) != shop.ENOTFOUND {
+						t.Errorf("Submit %d: %v, %v; want not found", k, a.v, a.err)
+					}
+				case k == 7:
+					if shop.ErrorCode(a.err) != shop.EINTERNAL || !errors.Is(a.err, unreadable) {
+						t.Errorf("Submit %d: %v, %v; want the row's error", k, a.v, a.err)
+					}
+				case a.err != nil || a.v != k*100:
+					t.Errorf("Submit %d: %v, %v", k, a.v, a.err)
+				}
+			}
+			for _, k := range []int64{7, 3} {
+				g := <-gets[k]
+				switch {
+				case k == 7 && retried:
+					if g.err != nil || g.found {
+						t.Errorf("Get %d: %+v; want not found", k, g)
+					}
+				case k == 7:
+					if shop.ErrorCode(g.err) != shop.EINTERNAL || !errors.Is(g.err, unreadable) || g.found {
+						t.Errorf("Get %d: %+v; want the row's error", k, g)
+					}
+				case g.err != nil || !g.found || g.v != k*100:
+					t.Errorf("Get %d: %+v", k, g)
+				}
+			}
+		})
 	}
 }

@@ -94,7 +94,7 @@ func (db *DB) stockByID(ctx context.Context, productID int64) (s shop.Stock, fou
 // batch's distinct product ids, its rows (one per warehouse holding the
 // product, one with NULLs for a product held nowhere) decoded from the wire
 // (wire.go) and grouped per product by groupStock.
-func (db *DB) fetchStock(ctx context.Context, ids []int64, found func(int64, shop.Stock)) error {
+func (db *DB) fetchStock(ctx context.Context, ids []int64, found func(int64, shop.Stock, error)) error {
 	rows := db.stockRows.Get().(*[]stockRow)
 	defer func() {
 		*rows = (*rows)[:0]
@@ -130,7 +130,7 @@ func (db *DB) fetchStock(ctx context.Context, ids []int64, found func(int64, sho
 
 // groupStock orders rows by product and warehouse and hands found one
 // Stock per product, with one allocation for its warehouses.
-func groupStock(rows []stockRow, found func(int64, shop.Stock)) {
+func groupStock(rows []stockRow, found func(int64, shop.Stock, error)) {
 	slices.SortFunc(rows, func(a, b stockRow) int {
 		if c := cmp.Compare(a.productID, b.productID); c != 0 {
 			return c
@@ -156,7 +156,7 @@ func groupStock(rows []stockRow, found func(int64, shop.Stock)) {
 				}
 			}
 		}
-		found(s.ProductID, s)
+		found(s.ProductID, s, nil)
 		rows = rows[n:]
 	}
 }

@@ -28,7 +28,7 @@ func TestGroupStockOrdersShuffledRows(t *testing.T) {
 	}
 	got := map[int64]shop.Stock{}
 	var order []int64
-	groupStock(rows, func(id int64, s shop.Stock) {
+	groupStock(rows, func(id int64, s shop.Stock, _ error) {
 		if _, dup := got[id]; dup {
 			t.Errorf("product %d answered twice", id)
 		}

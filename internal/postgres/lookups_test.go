@@ -392,3 +392,89 @@ func TestStockRetryStartsOver(t *testing.T) {
 		t.Errorf("Stock(%d) after a retry: %d warehouses %+v, want %d", id, len(st.Warehouses), st.Warehouses, rows)
 	}
 }
+
+// TestUnrepresentableRowFailsAlone: a row the API cannot represent (an
+// infinite timestamp: the API's Unix seconds are a JSON number, which has
+// no infinity) fails its own lookup, as an internal error, and no other
+// lookup of its batch.
+func TestUnrepresentableRowFailsAlone(t *testing.T) {
+	ctx := context.Background()
+	for _, mode := range []string{"any", "pipeline", "off"} {
+		t.Run("coalesce="+mode, func(t *testing.T) {
+			db := openDB(t, func(c *postgres.Config) {
+				c.Coalesce = mode != "off"
+				if c.Coalesce {
+					c.BatchMode = mode
+				}
+			})
+			live, _ := truthUsers(t, db.Pool())
+			var badUser, badProduct, goodProduct int64
+			if err := db.Pool().QueryRow(ctx, `UPDATE users SET last_active = 'infinity'
+				WHERE user_id = (SELECT min(user_id) FROM users WHERE deleted_at IS NULL) RETURNING user_id`).Scan(&badUser); err != nil {
+				t.Fatal(err)
+			}
+			if err := db.Pool().QueryRow(ctx, `UPDATE products SET updated_at = '-infinity'
+				WHERE product_id = (SELECT min(product_id) FROM products WHERE deleted_at IS NULL) RETURNING product_id`).Scan(&badProduct); err != nil {
+				t.Fatal(err)
+			}
+			if err := db.Pool().QueryRow(ctx, `SELECT min(product_id) FROM products WHERE deleted_at IS NULL AND product_id > $1`, badProduct).Scan(&goodProduct); err != nil {
+				t.Fatal(err)
+			}
+			var good []int64
+			for id := range live {
+				if id != badUser && len(good) < 200 {
+					good = append(good, id)
+				}
+			}
+			var wrong atomic.Int64
+			for round := range 5 {
+				var wg sync.WaitGroup
+				start := make(chan struct{})
+				lookup := func(f func() error) {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						<-start
+						if err := f(); err != nil {
+							wrong.Add(1)
+							t.Errorf("round %d: %v", round, err)
+						}
+					}()
+				}
+				for i, id := range good {
+					lookup(func() error {
+						if u, err := db.User(ctx, id); err != nil || u.ID != id {
+							return fmt.Errorf("user %d: %+v, %v", id, u, err)
+						}
+						return nil
+					})
+					if i%10 == 0 {
+						lookup(func() error {
+							if _, err := db.User(ctx, badUser); shop.ErrorCode(err) != shop.EINTERNAL {
+								return fmt.Errorf("user %d (infinite last_active): %v, want an internal error", badUser, err)
+							}
+							return nil
+						})
+						lookup(func() error {
+							if _, err := db.Product(ctx, badProduct); shop.ErrorCode(err) != shop.EINTERNAL {
+								return fmt.Errorf("product %d (infinite updated_at): %v, want an internal error", badProduct, err)
+							}
+							return nil
+						})
+						lookup(func() error {
+							if p, err := db.Product(ctx, goodProduct); err != nil || p.ID != goodProduct {
+								return fmt.Errorf("product %d: %+v, %v", goodProduct, p, err)
+							}
+							return nil
+						})
+					}
+				}
+				close(start)
+				wg.Wait()
+				if wrong.Load() > 20 {
+					t.FailNow()
+				}
+			}
+		})
+	}
+}

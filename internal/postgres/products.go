@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -118,7 +119,7 @@ func (db *DB) productWhere(ctx context.Context, sql string, arg any) (p shop.Pro
 
 // fetchProducts is the products coalescer's query: one "= ANY" statement
 // for the batch's distinct ids, its rows decoded from the wire (wire.go).
-func (db *DB) fetchProducts(ctx context.Context, ids []int64, found func(int64, shop.Product)) error {
+func (db *DB) fetchProducts(ctx context.Context, ids []int64, found func(int64, shop.Product, error)) error {
 	return db.queryIDs(ctx, &stmtProductsByIDs, ids, func(v [][]byte) (err error) {
 		var p shop.Product
 		if p.ID, err = int8Value(v[0]); err != nil {
@@ -130,9 +131,10 @@ func (db *DB) fetchProducts(ctx context.Context, ids []int64, found func(int64, 
 		}
 		p.Currency, p.Category = string(v[5]), string(v[6])
 		if p.UpdatedAt, err = timestamptzValue(v[7]); err != nil {
-			return err
+			found(p.ID, shop.Product{}, fmt.Errorf("product %d: updated_at: %w", p.ID, err))
+			return nil
 		}
-		found(p.ID, p)
+		found(p.ID, p, nil)
 		return nil
 	})
 }

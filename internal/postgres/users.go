@@ -2,9 +2,11 @@ package postgres
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
 	"storefront/internal/shop"
 )
@@ -71,7 +73,7 @@ func (db *DB) userByID(ctx context.Context, id int64) (u shop.User, found bool, 
 
 // fetchUsers is the users coalescer's query: one "= ANY" statement for
 // the batch's distinct ids, its rows decoded from the wire (wire.go).
-func (db *DB) fetchUsers(ctx context.Context, ids []int64, found func(int64, shop.User)) error {
+func (db *DB) fetchUsers(ctx context.Context, ids []int64, found func(int64, shop.User, error)) error {
 	return db.queryIDs(ctx, &stmtUsersByIDs, ids, func(v [][]byte) (err error) {
 		var u shop.User
 		if u.ID, err = int8Value(v[0]); err != nil {
@@ -79,9 +81,10 @@ func (db *DB) fetchUsers(ctx context.Context, ids []int64, found func(int64, sho
 		}
 		u.Username, u.Email = string(v[1]), string(v[2])
 		if u.LastActive, err = timestamptzValue(v[3]); err != nil {
-			return err
+			found(u.ID, shop.User{}, fmt.Errorf("user %d: last_active: %w", u.ID, err))
+			return nil
 		}
-		found(u.ID, u)
+		found(u.ID, u, nil)
 		return nil
 	})
 }
@@ -98,7 +101,7 @@ func scanUser(r pgx.Rows, u *shop.User) error {
 // fetchUsersPipelined sends one prepared single-row query per id in a
 // single pipelined round trip (one Sync per query, as pgx batches do). It
 // is the alternative to the "= ANY" query, kept for measurement.
-func (db *DB) fetchUsersPipelined(ctx context.Context, ids []int64, found func(int64, shop.User)) error {
+func (db *DB) fetchUsersPipelined(ctx context.Context, ids []int64, found func(int64, shop.User, error)) error {
 	actx, cancel := context.WithTimeout(ctx, db.cfg.AcquireTimeout)
 	conn, err := db.pool.Acquire(actx)
 	cancel()
@@ -111,20 +114,29 @@ func (db *DB) fetchUsersPipelined(ctx context.Context, ids []int64, found func(i
 		batch.Queue(sqlUserByID, id)
 	}
 	br := conn.SendBatch(ctx, batch)
-	for range ids {
+	for _, id := range ids {
 		rows, err := br.Query()
 		if err != nil {
 			br.Close()
 			return err
 		}
 		for rows.Next() {
+			// last_active goes through pgtype so that an infinite one
+			// fails this lookup only: a scan error would end the whole
+			// pipeline.
 			var u shop.User
-			if err := scanUser(rows, &u); err != nil {
+			var lastActive pgtype.Timestamptz
+			if err := rows.Scan(&u.ID, &u.Username, &u.Email, &lastActive); err != nil {
 				rows.Close()
 				br.Close()
 				return err
 			}
-			found(u.ID, u)
+			if lastActive.InfinityModifier != pgtype.Finite {
+				found(id, shop.User{}, fmt.Errorf("user %d: last_active: %w", id, errInfiniteTimestamp))
+				continue
+			}
+			u.LastActive = lastActive.Time
+			found(u.ID, u, nil)
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {

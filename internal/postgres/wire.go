@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"math"
 	"time"
 
@@ -126,16 +125,21 @@ func int4Value(v []byte) (int32, error) {
 // microseconds from it.
 const postgresEpoch = 946684800
 
+// errInfiniteTimestamp is a timestamp column holding ±infinity, which the
+// API's timestamps (Unix seconds, a JSON number) cannot represent: the
+// lookup of its row fails (500), and no other.
+var errInfiniteTimestamp = errors.New("postgres: infinite timestamp, which a JSON number cannot represent")
+
 // timestamptzValue decodes a binary timestamptz as pgx does (time.Unix, so
-// values from both paths compare equal with ==). ±infinity is an error:
-// no column the API returns holds one.
+// values from both paths compare equal with ==). ±infinity is
+// errInfiniteTimestamp.
 func timestamptzValue(v []byte) (time.Time, error) {
 	if len(v) != 8 {
 		return time.Time{}, errBadValue
 	}
 	us := int64(binary.BigEndian.Uint64(v))
 	if us == math.MaxInt64 || us == math.MinInt64 {
-		return time.Time{}, fmt.Errorf("postgres: infinite timestamp")
+		return time.Time{}, errInfiniteTimestamp
 	}
 	// Seconds and microseconds apart: in microseconds since 1970 the
 	// latest timestamps PostgreSQL stores (year 294276) overflow an int64.
