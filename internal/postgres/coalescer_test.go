@@ -69,7 +69,17 @@ func TestCoalescerBatchesConcurrentLookups(t *testing.T) {
 			}
 		}()
 	}
-	time.Sleep(50 * time.Millisecond) // let the lookups queue behind the held batch
+	// Every lookup must be queued behind the held batch before it is let
+	// go: a fixed sleep is not enough on a loaded machine, where lookups
+	// that arrive after the release each find the slot free and run in a
+	// batch of their own.
+	for deadline := time.Now().Add(10 * time.Second); len(c.queued()) < n; {
+		if time.Now().After(deadline) {
+			close(release)
+			t.Fatalf("%d of %d lookups queued behind the held batch", len(c.queued()), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
 	close(release)
 	wg.Wait()
 	<-first
