@@ -208,7 +208,11 @@ func TestCoalescerExpiresQueuedLookupsAtTheirDeadline(t *testing.T) {
 	}
 	c := NewCoalescer[int64, int](16, 1, time.Second, fetch)
 	go c.Get(context.Background(), 1) // occupies the only batch slot
-	time.Sleep(20 * time.Millisecond)
+	// Key 1's query must hold the slot before key 2 arrives: were key 2
+	// first, its own batch would take the slot and 1 would be queried next.
+	for asked.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
 
 	ctx := deadlineOnly{Context: context.Background(), at: time.Now().Add(30 * time.Millisecond)}
 	got := make(chan error, 1)
