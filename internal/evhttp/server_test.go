@@ -365,7 +365,7 @@ func TestIdleConnectionsClose(t *testing.T) {
 }
 
 func TestTooManyConnections(t *testing.T) {
-	_, addr := start(t, &echo{}, func(c *Config) { c.MaxConns = 2 })
+	s, addr := start(t, &echo{}, func(c *Config) { c.MaxConns = 2 })
 	var held []net.Conn
 	for range 2 {
 		c, err := net.Dial("tcp", addr)
@@ -379,7 +379,7 @@ func TestTooManyConnections(t *testing.T) {
 			c.Close()
 		}
 	}()
-	time.Sleep(50 * time.Millisecond)
+	waitFor(t, func() bool { return s.Conns() == 2 })
 	if got := raw(t, addr, "GET /sync/1 HTTP/1.1\r\nHost: x\r\n\r\n"); !strings.HasPrefix(got, "HTTP/1.1 503") {
 		t.Fatalf("third connection got %q", got)
 	}
@@ -387,7 +387,10 @@ func TestTooManyConnections(t *testing.T) {
 		c.Close()
 	}
 	held = nil
-	time.Sleep(50 * time.Millisecond)
+	// The slots are free once the server's loops have seen the closes
+	// (the refused third connection closes too, after its 503): a fixed
+	// sleep could end first, and the next connection be refused again.
+	waitFor(t, func() bool { return s.Conns() == 0 })
 	if got := raw(t, addr, "GET /sync/1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"); !strings.HasPrefix(got, "HTTP/1.1 200") {
 		t.Fatalf("after the others closed: %q", got)
 	}
