@@ -98,25 +98,26 @@ func appendError(b []byte, message string, status int, requestID []byte) []byte 
 
 // appendUnixSeconds writes t as Unix seconds with microsecond precision,
 // the shortest decimal that round-trips (1795785518.16, 1795785518.163421).
+// Seconds and microseconds are written apart, in integers: PostgreSQL's
+// timestamps (4714 BC to 294276 AD) overflow Unix microseconds in an int64
+// after 294246 AD, and a float64 keeps whole microseconds only within about
+// 285 years of 1970.
 func appendUnixSeconds(b []byte, t time.Time) []byte {
-	us := t.UnixMicro()
-	sec, frac := us/1_000_000, us%1_000_000
-	if frac < 0 {
-		sec, frac = sec-1, frac+1_000_000
-	}
-	if sec < 0 && frac != 0 {
-		// Rare (before 1970): let strconv handle the sign and rounding.
-		return strconv.AppendFloat(b, float64(us)/1e6, 'f', -1, 64)
+	sec, us := t.Unix(), int64(t.Nanosecond()/1000)
+	if sec < 0 && us != 0 {
+		// -1.25 is -2 s + 750000 µs: the sign, then 1 s and 250000 µs.
+		b = append(b, '-')
+		sec, us = -(sec + 1), 1_000_000-us
 	}
 	b = strconv.AppendInt(b, sec, 10)
-	if frac == 0 {
+	if us == 0 {
 		return b
 	}
 	var digits [7]byte
 	digits[0] = '.'
 	for i := 6; i >= 1; i-- {
-		digits[i] = byte('0' + frac%10)
-		frac /= 10
+		digits[i] = byte('0' + us%10)
+		us /= 10
 	}
 	n := 7
 	for digits[n-1] == '0' {

@@ -90,9 +90,33 @@ func TestAppendUnixSeconds(t *testing.T) {
 		1795785518000001: "1795785518.000001",
 		0:                "0",
 		-1500000:         "-1.5",
+		-500000:          "-0.5",
+		-1:               "-0.000001",
 	} {
 		if got := string(appendUnixSeconds(nil, time.UnixMicro(us))); got != want {
 			t.Errorf("%d µs: %s, want %s", us, got, want)
+		}
+	}
+}
+
+// TestAppendUnixSecondsAtPostgresRange: PostgreSQL's timestamps run from
+// 4714 BC to 294276 AD, past what Unix microseconds hold in an int64 (after
+// 294246 AD) and far past what a float64 holds to the microsecond (about
+// 285 years either side of 1970); each must still be written exactly.
+func TestAppendUnixSecondsAtPostgresRange(t *testing.T) {
+	for _, tc := range []struct {
+		t    time.Time
+		want string
+	}{
+		{time.Date(294276, 12, 31, 23, 59, 59, 999999000, time.UTC), "9224318015999.999999"}, // the latest timestamptz
+		{time.Date(294247, 1, 10, 4, 0, 54, 775808000, time.UTC), "9223372036854.775808"},    // one µs past int64 µs
+		{time.Date(-4713, 11, 24, 0, 0, 0, 0, time.UTC), "-210866803200"},                    // the earliest
+		{time.Date(-4713, 11, 24, 0, 0, 0, 1000, time.UTC), "-210866803199.999999"},
+		{time.Date(1000, 1, 1, 0, 0, 0, 1000, time.UTC), "-30610223999.999999"},
+		{time.Date(1969, 12, 31, 23, 59, 59, 250000000, time.UTC), "-0.75"},
+	} {
+		if got := string(appendUnixSeconds(nil, tc.t)); got != tc.want {
+			t.Errorf("%v: %s, want %s", tc.t, got, tc.want)
 		}
 	}
 }
