@@ -478,3 +478,38 @@ func TestUnrepresentableRowFailsAlone(t *testing.T) {
 		})
 	}
 }
+
+// TestCurrencyPaddingIsNotServed: currency is a char(3), which PostgreSQL
+// pads with spaces that it treats as insignificant (they go when the value
+// becomes text). A code shorter than three characters is served without
+// them, by every product lookup.
+func TestCurrencyPaddingIsNotServed(t *testing.T) {
+	ctx := context.Background()
+	for _, coalesce := range []bool{true, false} {
+		t.Run(fmt.Sprint("coalesce=", coalesce), func(t *testing.T) {
+			db := openDB(t, func(c *postgres.Config) { c.Coalesce = coalesce })
+			var id int64
+			var sku string
+			if err := db.Pool().QueryRow(ctx, `UPDATE products SET currency = 'EU'
+				WHERE product_id = (SELECT min(product_id) FROM products WHERE deleted_at IS NULL)
+				RETURNING product_id, sku`).Scan(&id, &sku); err != nil {
+				t.Fatal(err)
+			}
+			check := func(how string, p shop.Product, err error) {
+				t.Helper()
+				if err != nil || p.Currency != "EU" {
+					t.Errorf("%s: currency %q, %v; want \"EU\"", how, p.Currency, err)
+				}
+			}
+			p, err := db.Product(ctx, id)
+			check("Product", p, err)
+			p, err = db.ProductBySKU(ctx, sku)
+			check("ProductBySKU", p, err)
+			list, err := db.Products(ctx, []int64{id})
+			if len(list) != 1 {
+				t.Fatalf("Products(%d) = %+v, %v", id, list, err)
+			}
+			check("Products", list[0], err)
+		})
+	}
+}

@@ -10,7 +10,10 @@ import (
 	"storefront/internal/shop"
 )
 
-const productColumns = `product_id, sku, name, description, price_cents, currency, category, updated_at`
+// productColumns are the columns a product lookup reads. currency is a
+// char(3), which PostgreSQL pads with spaces it holds insignificant: as
+// text it loses them ('EU' is served as "EU", not "EU ").
+const productColumns = `product_id, sku, name, description, price_cents, currency::text, category, updated_at`
 
 const (
 	sqlProductsByIDs = `SELECT ` + productColumns + ` FROM products
@@ -26,7 +29,7 @@ WHERE sku = $1 AND deleted_at IS NULL`
 var stmtProductsByIDs = idsStatement{
 	name:    "storefront_products_by_ids",
 	sql:     sqlProductsByIDs,
-	columns: []uint32{oidInt8, oidText, oidText, oidText, oidInt8, oidBPChar, oidText, oidTimestamptz},
+	columns: []uint32{oidInt8, oidText, oidText, oidText, oidInt8, oidText, oidText, oidTimestamptz},
 }
 
 // Product implements shop.ProductService.

@@ -26,7 +26,6 @@ const (
 	oidInt8        = 20
 	oidInt4        = 23
 	oidText        = 25
-	oidBPChar      = 1042
 	oidTimestamptz = 1184
 	oidInt8Array   = 1016
 )
