@@ -3,7 +3,6 @@ package httpapi
 import (
 	"bytes"
 	"math"
-	"unicode"
 	"unicode/utf8"
 
 	"storefront/internal/shop"
@@ -68,18 +67,11 @@ func parseIDList(b []byte) ([]int64, error) {
 	return ids, nil
 }
 
-// validSKU accepts 1-maxSKULen bytes of valid UTF-8 without '/' or control
-// characters (C0, DEL and C1): anything else cannot be a SKU, and a NUL or
-// broken UTF-8 would reach PostgreSQL as a text parameter it rejects (a 500
-// instead of a 400).
+// validSKU accepts any SKU PostgreSQL can hold: non-empty valid UTF-8
+// without NUL. The schema puts no other limit on sku (other services write
+// it), so a slash, a control character or a long SKU is looked up like any
+// other; the request's head bounds its length. A NUL or broken UTF-8 would
+// reach PostgreSQL as a text parameter it rejects (a 500 instead of a 400).
 func validSKU(sku []byte) bool {
-	if len(sku) == 0 || len(sku) > maxSKULen || !utf8.Valid(sku) {
-		return false
-	}
-	for _, r := range string(sku) {
-		if r == '/' || unicode.IsControl(r) {
-			return false
-		}
-	}
-	return true
+	return len(sku) > 0 && utf8.Valid(sku) && bytes.IndexByte(sku, 0) < 0
 }

@@ -28,7 +28,6 @@ var (
 	argIDs            = []byte("ids")
 	bodyHealthy       = []byte(`{"status":"ok"}`)
 	bodyReady         = []byte(`{"status":"ready"}`)
-	maxSKULen         = 64
 	readinessDeadline = time.Second
 )
 
@@ -167,7 +166,7 @@ func (e *exchange) serveRoute(r route, param []byte) {
 		return
 	case routeProductBySKU:
 		if !validSKU(param) {
-			e.fail(shop.Errorf(shop.EINVALID, "SKU must be 1-%d bytes of UTF-8 text without '/' or control characters", maxSKULen))
+			e.fail(shop.Errorf(shop.EINVALID, "SKU must be non-empty UTF-8 text without NUL characters"))
 			return
 		}
 		if !e.admit() {
