@@ -96,10 +96,7 @@ func (db *DB) stockByID(ctx context.Context, productID int64) (s shop.Stock, fou
 // (wire.go) and grouped per product by groupStock.
 func (db *DB) fetchStock(ctx context.Context, ids []int64, found func(int64, shop.Stock, error)) error {
 	rows := db.stockRows.Get().(*[]stockRow)
-	defer func() {
-		*rows = (*rows)[:0]
-		db.stockRows.Put(rows)
-	}()
+	defer db.putStockRows(rows)
 	err := db.queryIDs(ctx, &stmtStockByIDs, ids, func(v [][]byte) (err error) {
 		var row stockRow
 		if row.productID, err = int8Value(v[0]); err != nil {
@@ -126,6 +123,24 @@ func (db *DB) fetchStock(ctx context.Context, ids []int64, found func(int64, sho
 	}
 	groupStock(*rows, found)
 	return nil
+}
+
+// maxPooledStockRows is the most rows a pooled slice may hold (a batch of
+// 128 products in a few warehouses each needs a few hundred): a batch with
+// a product stocked in very many warehouses must not leave a slice that
+// size alive for every later batch.
+const maxPooledStockRows = 4096
+
+// putStockRows gives rows back to the pool, emptied: the warehouse codes
+// of its rows are released, and a slice over maxPooledStockRows is left
+// to the GC.
+func (db *DB) putStockRows(rows *[]stockRow) {
+	if cap(*rows) > maxPooledStockRows {
+		return
+	}
+	clear(*rows)
+	*rows = (*rows)[:0]
+	db.stockRows.Put(rows)
 }
 
 // groupStock orders rows by product and warehouse and hands found one

@@ -9,6 +9,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -511,5 +512,41 @@ func TestCurrencyPaddingIsNotServed(t *testing.T) {
 			}
 			check("Products", list[0], err)
 		})
+	}
+}
+
+// TestHugeStockBatchIsNotPooled: a product stocked in very many warehouses
+// makes one coalesced batch's rows that many; that slice, and the
+// warehouse codes its rows hold, must not stay in the pool for every later
+// batch. (GOMAXPROCS 1: the pool then hands back what was put in it.)
+func TestHugeStockBatchIsNotPooled(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	ctx := context.Background()
+	db := openDB(t, nil)
+	const warehouses = 20_000
+	var id int64
+	if err := db.Pool().QueryRow(ctx, `SELECT min(product_id) FROM products WHERE deleted_at IS NULL`).Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Pool().Exec(ctx, `INSERT INTO warehouses SELECT g, 'W' || g, 'warehouse ' || g
+		FROM generate_series(1000, 999 + $1::int) g`, warehouses); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Pool().Exec(ctx, `INSERT INTO inventory (product_id, warehouse_id, on_hand, reserved)
+		SELECT $1::bigint, g, 1, 0 FROM generate_series(1000, 999 + $2::int) g`, id, warehouses); err != nil {
+		t.Fatal(err)
+	}
+	st, err := db.Stock(ctx, id)
+	if err != nil || len(st.Warehouses) < warehouses {
+		t.Fatalf("Stock(%d): %d warehouses, %v", id, len(st.Warehouses), err)
+	}
+	if capacity, _ := db.PooledStockRows(); capacity >= warehouses {
+		t.Errorf("after a batch of %d rows the pool keeps a slice of %d", warehouses, capacity)
+	}
+	if _, err := db.Stock(ctx, id+1); err != nil {
+		t.Fatal(err)
+	}
+	if _, codes := db.PooledStockRows(); codes > 0 {
+		t.Errorf("a pooled slice still holds %d warehouse codes of earlier batches", codes)
 	}
 }
