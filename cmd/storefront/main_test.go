@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -48,14 +49,44 @@ func buildBinary(t *testing.T) string {
 	return path
 }
 
-func freePort(t *testing.T) string {
+// syncBuffer collects a child's output while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+var listeningLine = regexp.MustCompile(`msg="storefront listening" addr=(\S+)`)
+
+// listeningAddr waits for the "storefront listening" line in logs and
+// returns the address it names. The server listens on port 0, so no other
+// process can take its port between a test choosing one and the server
+// binding it.
+func listeningAddr(t *testing.T, logs *syncBuffer, exited <-chan error, timeout time.Duration) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if m := listeningLine.FindStringSubmatch(logs.String()); m != nil {
+			return m[1]
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("storefront exited during start: %v\n%s", err, logs.String())
+		default:
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().String()
+	t.Fatalf("storefront did not log its address within %v:\n%s", timeout, logs.String())
+	return ""
 }
 
 func waitHTTP(t *testing.T, url string, timeout time.Duration) {
@@ -149,10 +180,9 @@ func getJSON(t *testing.T, url string, status int, v any) {
 func TestSIGTERMDrainsInFlight(t *testing.T) {
 	bin := buildBinary(t)
 	dsn := pgtest.NewDatabase(t)
-	addr := freePort(t)
-	cmd := exec.Command(bin, "serve", "--dsn", dsn, "--addr", addr, "--admin-addr", "",
-		"--statement-timeout", "10s", "--request-timeout", "15s", "--shutdown-delay", "2s", "--drain-timeout", "10s", "--log-level", "warn")
-	var stderr bytes.Buffer
+	cmd := exec.Command(bin, "serve", "--dsn", dsn, "--addr", "127.0.0.1:0", "--admin-addr", "",
+		"--statement-timeout", "10s", "--request-timeout", "15s", "--shutdown-delay", "2s", "--drain-timeout", "10s", "--log-level", "info")
+	var stderr syncBuffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -164,6 +194,7 @@ func TestSIGTERMDrainsInFlight(t *testing.T) {
 			_ = cmd.Process.Kill()
 		}
 	}()
+	addr := listeningAddr(t, &stderr, exited, 15*time.Second)
 	base := "http://" + addr
 	waitHTTP(t, base+"/healthz", 15*time.Second)
 
