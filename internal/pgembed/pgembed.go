@@ -76,6 +76,10 @@ type Config struct {
 	// the server runs with fsync, synchronous_commit and full_page_writes
 	// off. A crash of the machine may corrupt such a cluster.
 	Ephemeral bool
+
+	// pickPort chooses the TCP port when Port is 0 and ListenTCP is set;
+	// nil: freePort. Replaced in tests.
+	pickPort func(host string) (int, error)
 }
 
 // withDefaults returns a copy of c with defaults filled in and DataDir made
@@ -96,7 +100,10 @@ func (c Config) withDefaults() (Config, error) {
 	case c.Port == 0 && c.ListenTCP != "":
 		// 5432 may well be taken on TCP, by a system cluster or a sibling
 		// test binary; a socket file in our own directory never is.
-		if c.Port, err = freePort(c.ListenTCP); err != nil {
+		if c.pickPort == nil {
+			c.pickPort = freePort
+		}
+		if c.Port, err = c.pickPort(c.ListenTCP); err != nil {
 			return c, err
 		}
 	case c.Port == 0:
@@ -127,8 +134,8 @@ func (c Config) withDefaults() (Config, error) {
 }
 
 // freePort asks the kernel for a TCP port free on host. Another program
-// may take it before postgres binds it; postgres then fails to start, saying
-// so.
+// may take it before postgres binds it: start then tries another
+// (portAttempts in all).
 func freePort(host string) (int, error) {
 	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
@@ -142,6 +149,7 @@ func freePort(host string) (int, error) {
 // for concurrent use.
 type Server struct {
 	cfg        Config
+	portChosen bool // cfg.Port was picked free, not asked for: another may replace it
 	log        *slog.Logger
 	binDir     string
 	clusterDir string
@@ -169,12 +177,14 @@ type process struct {
 // starts postgres and returns once it accepts connections. The returned
 // Server owns DataDir until Stop; another Start on the same DataDir fails.
 func Start(ctx context.Context, cfg Config) (*Server, error) {
+	portChosen := cfg.Port == 0 && cfg.ListenTCP != ""
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
 	s := &Server{
 		cfg:        cfg,
+		portChosen: portChosen,
 		log:        cfg.Logger,
 		binDir:     cfg.BinDir,
 		clusterDir: filepath.Join(cfg.DataDir, "pg"),
@@ -218,10 +228,6 @@ func (s *Server) start(ctx context.Context) error {
 	if err := s.chooseSocketDir(); err != nil {
 		return err
 	}
-	conf := settings(&s.cfg, s.socketDir, memoryBytes())
-	if err := writeConf(s.clusterDir, conf, s.user); err != nil {
-		return fmt.Errorf("pgembed: writing settings: %w", err)
-	}
 	logDir := filepath.Join(s.clusterDir, "log")
 	if err := mkdirMode(logDir, 0o700); err != nil {
 		return fmt.Errorf("pgembed: %w", err)
@@ -234,8 +240,42 @@ func (s *Server) start(ctx context.Context) error {
 		return fmt.Errorf("pgembed: %w", err)
 	}
 	s.tail.file = f
-	return s.launch(ctx)
+	for attempt := 1; ; attempt++ {
+		conf := settings(&s.cfg, s.socketDir, memoryBytes())
+		if err := writeConf(s.clusterDir, conf, s.user); err != nil {
+			return fmt.Errorf("pgembed: writing settings: %w", err)
+		}
+		err := s.launch(ctx)
+		if err == nil || !s.portChosen || attempt == portAttempts || !errors.Is(err, errPortInUse) {
+			return err
+		}
+		taken := s.cfg.Port
+		if s.cfg.Port, err = s.cfg.pickPort(s.cfg.ListenTCP); err != nil {
+			return err
+		}
+		s.log.Warn("pgembed: the free TCP port chosen was taken before postgres bound it; trying another",
+			"port", taken, "next", s.cfg.Port)
+	}
 }
+
+// portTaken reports whether something listens on host:port or holds it
+// bound (postgres's own message may be in another language).
+func portTaken(host string, port int) bool {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port)))
+	if err != nil {
+		return errors.Is(err, syscall.EADDRINUSE)
+	}
+	l.Close()
+	return false
+}
+
+// portAttempts is how many free ports start tries when postgres finds the
+// one chosen taken (by a program that bound it in between).
+const portAttempts = 3
+
+// errPortInUse is a postgres that exited during startup because its TCP
+// port was taken.
+var errPortInUse = errors.New("its TCP port is in use")
 
 // checkNotRunning fails when a postgres from an earlier run (its owner
 // killed before it could stop it) still serves the cluster. A server that
@@ -468,7 +508,11 @@ func (s *Server) waitReady(ctx context.Context, p *process) error {
 			case <-p.drained:
 			case <-time.After(time.Second):
 			}
-			return fmt.Errorf("pgembed: postgres exited during startup (%v); last output:%s", p.err, s.tail.last())
+			last := s.tail.last()
+			if s.cfg.ListenTCP != "" && (strings.Contains(last, "Address already in use") || portTaken(s.cfg.ListenTCP, s.cfg.Port)) {
+				return fmt.Errorf("pgembed: postgres exited during startup (%v): %w; last output:%s", p.err, errPortInUse, last)
+			}
+			return fmt.Errorf("pgembed: postgres exited during startup (%v); last output:%s", p.err, last)
 		case <-ctx.Done():
 			return fmt.Errorf("pgembed: postgres not accepting connections after %v (%v, last try: %v); last output:%s",
 				s.cfg.StartTimeout, ctx.Err(), lastErr, s.tail.last())

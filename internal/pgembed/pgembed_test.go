@@ -2,6 +2,7 @@ package pgembed
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -622,4 +623,43 @@ func TestParentDeathDuringInitdb(t *testing.T) {
 func atoi(s string) int {
 	n, _ := strconv.Atoi(s)
 	return n
+}
+
+// TestTakenPortIsReplaced: a free TCP port that another program binds
+// before postgres does makes Start try another; a port asked for is not
+// replaced.
+func TestTakenPortIsReplaced(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	takenPort := taken.Addr().(*net.TCPAddr).Port
+	picks := 0
+	cfg := Config{DataDir: tempDataDir(t), Ephemeral: true, Logger: testLogger(t), ListenTCP: "127.0.0.1",
+		pickPort: func(host string) (int, error) {
+			picks++
+			if picks == 1 {
+				return takenPort, nil // as if it were bound right after being chosen
+			}
+			return freePort(host)
+		}}
+	srv := startServer(t, ctx, cfg)
+	host, port, _ := net.SplitHostPort(srv.TCPAddr())
+	if port == strconv.Itoa(takenPort) || picks != 2 {
+		t.Fatalf("listening on %s after %d picks; port %d was taken", srv.TCPAddr(), picks, takenPort)
+	}
+	if got := queryString(t, ctx, "host="+host+" port="+port+" user=postgres dbname=postgres sslmode=disable", "SELECT 1::text"); got != "1" {
+		t.Errorf("SELECT 1 over TCP = %q", got)
+	}
+
+	asked := Config{DataDir: tempDataDir(t), Ephemeral: true, Logger: testLogger(t), ListenTCP: "127.0.0.1", Port: takenPort}
+	if srv, err := Start(ctx, asked); err == nil {
+		srv.Stop(context.Background())
+		t.Fatalf("Start on taken port %d asked for: no error", takenPort)
+	} else if !errors.Is(err, errPortInUse) {
+		t.Errorf("Start on taken port %d asked for: %v; want errPortInUse", takenPort, err)
+	}
 }
