@@ -255,6 +255,14 @@ func (s *Server) start(ctx context.Context) error {
 		}
 		s.log.Warn("pgembed: the free TCP port chosen was taken before postgres bound it; trying another",
 			"port", taken, "next", s.cfg.Port)
+		// The socket file is named after the port: with more digits it
+		// may no longer fit in the cluster directory. (A temporary socket
+		// directory is short enough for any port.)
+		if !s.tmpSocket {
+			if err := s.chooseSocketDir(); err != nil {
+				return err
+			}
+		}
 	}
 }
 

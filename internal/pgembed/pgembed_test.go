@@ -663,3 +663,56 @@ func TestTakenPortIsReplaced(t *testing.T) {
 		t.Errorf("Start on taken port %d asked for: %v; want errPortInUse", takenPort, err)
 	}
 }
+
+// TestReplacedPortStillFitsTheSocketPath: the socket file is named after
+// the port, so a replacement port with more digits than the one taken
+// makes a longer socket path. A data directory whose socket path just fits
+// with the first port must get a short socket directory for the next,
+// rather than a postgres that refuses the path as too long.
+func TestReplacedPortStillFitsTheSocketPath(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	listen := func(from, to int) (net.Listener, int) {
+		for p := from; p < to; p++ {
+			if l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p))); err == nil {
+				return l, p
+			}
+		}
+		t.Skipf("no free port in [%d, %d)", from, to)
+		return nil, 0
+	}
+	taken, short := listen(9000, 10000) // four digits
+	defer taken.Close()
+	// The data directory is padded so that DataDir/pg/.s.PGSQL.<4 digits>
+	// is exactly maxSocketPath bytes: one more digit does not fit.
+	dir := tempDataDir(t)
+	pad := maxSocketPath - len(socketPath(filepath.Join(dir, "x", "pg"), short))
+	if pad < 0 {
+		t.Skipf("temporary directory %s too long", dir)
+	}
+	dir = filepath.Join(dir, strings.Repeat("d", pad+1))
+	if n := len(socketPath(filepath.Join(dir, "pg"), short)); n != maxSocketPath {
+		t.Fatalf("socket path of %d bytes, want %d", n, maxSocketPath)
+	}
+	picks := 0
+	cfg := Config{DataDir: dir, Ephemeral: true, Logger: testLogger(t), ListenTCP: "127.0.0.1",
+		pickPort: func(host string) (int, error) {
+			picks++
+			if picks == 1 {
+				return short, nil // as if it were bound right after being chosen
+			}
+			l, p := listen(20000, 30000) // five digits
+			l.Close()
+			return p, nil
+		}}
+	srv := startServer(t, ctx, cfg)
+	if picks != 2 {
+		t.Errorf("%d picks, want 2", picks)
+	}
+	if n := len(socketPath(srv.SocketDir(), srv.Socket().Port)); n > maxSocketPath {
+		t.Errorf("socket path of %d bytes", n)
+	}
+	if got := queryString(t, ctx, srv.DSN("postgres"), "SELECT 1::text"); got != "1" {
+		t.Errorf("SELECT 1 over the socket = %q", got)
+	}
+}
