@@ -277,6 +277,12 @@ func portTaken(host string, port int) bool {
 	return false
 }
 
+// stoppingGrace is how long checkNotRunning waits for a running
+// postmaster of the cluster to start shutting down before it refuses to
+// start: its owner's death signal reaches it within milliseconds, handled
+// when it next runs (later on a loaded machine).
+const stoppingGrace = 2 * time.Second
+
 // portAttempts is how many free ports start tries when postgres finds the
 // one chosen taken (by a program that bound it in between).
 const portAttempts = 3
@@ -291,6 +297,10 @@ var errPortInUse = errors.New("its TCP port is in use")
 // triggers, see launch.
 func (s *Server) checkNotRunning(ctx context.Context) error {
 	deadline := time.Now().Add(s.cfg.StopTimeout)
+	// A postmaster whose owner has just died may not have handled its
+	// parent-death signal yet, and still says "ready": it gets a moment
+	// to start shutting down before it counts as left running.
+	graceEnd := time.Now().Add(stoppingGrace)
 	for {
 		pf, ok := readPidFile(s.clusterDir)
 		if !ok {
@@ -315,11 +325,12 @@ func (s *Server) checkNotRunning(ctx context.Context) error {
 			// A dead pid is left for postgres, which checks it itself.
 			return nil
 		}
-		if pf.status != "stopping" || time.Now().After(deadline) {
+		now := time.Now()
+		if (pf.status != "stopping" && now.After(graceEnd)) || now.After(deadline) {
 			return inUseError(s.cfg.DataDir, pid, fmt.Sprintf(
 				": a postgres left running by an earlier run; stop it with: kill -INT %d", pid))
 		}
-		s.log.Debug("pgembed: waiting for a postgres of an earlier run to finish shutting down", "pid", pid)
+		s.log.Debug("pgembed: waiting for a postgres of an earlier run to finish shutting down", "pid", pid, "status", pf.status)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()

@@ -716,3 +716,35 @@ func TestReplacedPortStillFitsTheSocketPath(t *testing.T) {
 		t.Errorf("SELECT 1 over the socket = %q", got)
 	}
 }
+
+// TestStartWaitsForAPostgresAboutToStop: right after its owner died, a
+// postmaster may not have handled its parent-death signal yet and still
+// say "ready"; a Start in that moment waits for it to shut down instead
+// of refusing the data directory as in use.
+func TestStartWaitsForAPostgresAboutToStop(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	dir := tempDataDir(t)
+	old := startServer(t, ctx, Config{DataDir: dir, Ephemeral: true, Logger: testLogger(t)})
+	// As after the owner's death: the data directory's lock is free, and
+	// the postmaster's signal comes a little later.
+	old.mu.Lock()
+	old.lock.Close()
+	old.lock = nil
+	proc := old.proc
+	old.mu.Unlock()
+	signalled := make(chan struct{})
+	go func() {
+		defer close(signalled)
+		time.Sleep(500 * time.Millisecond)
+		_ = proc.cmd.Process.Signal(syscall.SIGINT)
+	}()
+	srv := startServer(t, ctx, Config{DataDir: dir, Ephemeral: true, Logger: testLogger(t)})
+	<-signalled
+	if !isClosed(proc.exited) {
+		t.Errorf("the old postmaster %d still runs under the new one %d", proc.cmd.Process.Pid, srv.PID())
+	}
+	if got := queryString(t, ctx, srv.DSN("postgres"), "SELECT 1::text"); got != "1" {
+		t.Errorf("SELECT 1 = %q", got)
+	}
+}
