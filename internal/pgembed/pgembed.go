@@ -240,6 +240,13 @@ func (s *Server) start(ctx context.Context) error {
 		return fmt.Errorf("pgembed: %w", err)
 	}
 	s.tail.file = f
+	return s.launchOnPort(ctx)
+}
+
+// launchOnPort writes the settings and launches postgres. When pgembed
+// chose the TCP port and postgres finds it taken (a program bound it
+// after it was chosen), it chooses another, portAttempts times in all.
+func (s *Server) launchOnPort(ctx context.Context) error {
 	for attempt := 1; ; attempt++ {
 		conf := settings(&s.cfg, s.socketDir, memoryBytes())
 		if err := writeConf(s.clusterDir, conf, s.user); err != nil {
