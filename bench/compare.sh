@@ -7,10 +7,12 @@
 # 1..1M, /products/{id} and /inventory/{id} uniform over 1..100k, the
 # catalog-zipf mix) and each connection count: a warm-up, a closed-model
 # run for the maximum rate, then an open-model run at half of it for p99.
-# Before each database-backed route's closed run, the static route runs
-# again (warm-up and closed run alike), so that its rate can be compared
-# with a static rate taken seconds earlier: this machine's speed drifts over
-# minutes by up to a third (--no-pairs skips these runs).
+# Before each database-backed route's closed run, that route and the static
+# route take turns in short closed runs (--pairs N: N runs of the route,
+# each between two static runs; --pair-seconds S long), so that each of its
+# rates is compared with static rates taken seconds before and after it:
+# this machine's speed drifts over minutes by up to a half, more than the
+# difference being measured (--no-pairs skips these runs).
 # Around every run, bench/proccpu reads utime+stime of storefront and of
 # every PostgreSQL process (the postmaster and its children) from
 # /proc/<pid>/stat, and the load generator's rusage: CPU µs per request =
@@ -49,7 +51,7 @@
 # (vm.nr_hugepages, put back at exit; --no-huge-pages: not), see
 # bench/README.md "Huge pages for PostgreSQL".
 #
-# About 8 minutes with the defaults (+1½ with --wrk, +5 per extra
+# About 10½ minutes with the defaults (+1½ with --wrk, +6 per extra
 # connection count, +2½ per extra round). Loopback only; every process it starts is stopped by
 # pid on exit, Ctrl-C included.
 set -euo pipefail
@@ -65,7 +67,8 @@ BUSY_S=${BUSY_S:-10}
 MEMORY=${MEMORY:-1}
 WRK=${WRK:-0}
 PROFILE=${PROFILE:-0}
-PAIRS=${PAIRS:-1}
+PAIRS=${PAIRS:-3}
+PAIR_S=${PAIR_S:-4}
 ROUNDS=${ROUNDS:-1}
 SERVER_FLAGS=${SERVER_FLAGS-default}
 
@@ -74,7 +77,8 @@ usage() {
 	echo "flags: --closed SECONDS ($CLOSED_S) --open SECONDS ($OPEN_S) --warmup SECONDS ($WARMUP_S)"
 	echo "       --connections 'N M' ($CONNS_LIST) --routes 'A B' ($ROUTES)"
 	echo "       --idle-conns N ($IDLE_CONNS) --busy-conns N ($BUSY_CONNS) --busy SECONDS ($BUSY_S) --no-memory"
-	echo "       --rounds N ($ROUNDS) --no-pairs --wrk --profile --no-huge-pages --server-flags 'FLAGS' (default: --shed=false)"
+	echo "       --pairs N ($PAIRS) --pair-seconds S ($PAIR_S) --no-pairs (--pairs 0)"
+	echo "       --rounds N ($ROUNDS) --wrk --profile --no-huge-pages --server-flags 'FLAGS' (default: --shed=false)"
 	echo "env:   BENCH_DATA_DIR, BENCH_USERS, BENCH_PRODUCTS"
 }
 
@@ -90,6 +94,8 @@ while [ $# -gt 0 ]; do
 	--busy) BUSY_S=$2; shift ;;
 	--no-memory) MEMORY=0 ;;
 	--no-pairs) PAIRS=0 ;;
+	--pairs) PAIRS=$2; shift ;;
+	--pair-seconds) PAIR_S=$2; shift ;;
 	--rounds) ROUNDS=$2; shift ;;
 	--wrk) WRK=1 ;;
 	--no-huge-pages) HUGE_PAGES=0 ;;
@@ -102,6 +108,8 @@ while [ $# -gt 0 ]; do
 done
 
 case $ROUNDS in '' | *[!0-9]* | 0) echo "compare.sh: --rounds wants a whole number of at least 1, not '$ROUNDS'" >&2; exit 2 ;; esac
+case $PAIRS in '' | *[!0-9]*) echo "compare.sh: --pairs wants a whole number (0: none), not '$PAIRS'" >&2; exit 2 ;; esac
+case $PAIR_S in '' | *[!0-9]* | 0) echo "compare.sh: --pair-seconds wants a whole number of at least 1, not '$PAIR_S'" >&2; exit 2 ;; esac
 
 # shellcheck source=bench/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -203,6 +211,27 @@ open_run() {
 	rows+=("$(row "$server" "$route" "$conns" open "$dir" | jq -c --argjson r "$round" '.round = $r')")
 }
 
+# interleave SERVER ROUTE CONNS: after a warm-up of the route, PAIRS
+# closed runs of it, each between two closed runs of the static route, all
+# PAIR_S long: static, route, static, route, ..., static. Rows
+# "pair-static" and "pair-route", numbered from 0 in .pair; the table
+# compares route run i with the mean of static runs i and i+1.
+interleave() {
+	local server=$1 route=$2 conns=$3 i dir
+	local name=$server-$route-c$conns
+	log "$name: warm-up ${WARMUP_S}s, then $PAIRS closed runs of ${PAIR_S}s, each between two of the static route"
+	warm_up "$route" "$conns" "$WARMUP_S"
+	for ((i = 0; i <= PAIRS; i++)); do
+		dir=$OUT/$name-pair$i-static
+		measure_loadgen "$dir" static "$conns" "$PAIR_S"
+		rows+=("$(row "$server" "$route" "$conns" pair-static "$dir" | jq -c --argjson i "$i" '.pair = $i')")
+		[ "$i" -lt "$PAIRS" ] || break
+		dir=$OUT/$name-pair$i-route
+		measure_loadgen "$dir" "$route" "$conns" "$PAIR_S"
+		rows+=("$(row "$server" "$route" "$conns" pair-route "$dir" | jq -c --argjson i "$i" '.pair = $i')")
+	done
+}
+
 rows=()
 declare -A half_rate
 if [ "$MEMORY" = 1 ]; then memory_idle; fi
@@ -215,11 +244,8 @@ for coalesce in on off; do
 	for route in $ROUTES; do
 		for conns in $CONNS_LIST; do
 			name=$server-$route-c$conns
-			if [ "$PAIRS" = 1 ] && [ "$route" != static ]; then
-				log "$name: the static route just before: warm-up ${WARMUP_S}s, closed ${CLOSED_S}s"
-				warm_up static "$conns" "$WARMUP_S"
-				measure_loadgen "$OUT/$name-static-pair" static "$conns" "$CLOSED_S"
-				rows+=("$(row "$server" "$route" "$conns" static-pair "$OUT/$name-static-pair")")
+			if [ "$PAIRS" -gt 0 ] && [ "$route" != static ]; then
+				interleave "$server" "$route" "$conns"
 			fi
 			log "$name: warm-up ${WARMUP_S}s, closed ${CLOSED_S}s"
 			warm_up "$route" "$conns" "$WARMUP_S"
@@ -259,10 +285,12 @@ printf '%s\n' "${rows[@]}" | jq -s \
 	--argjson users "$BENCH_USERS" --argjson products "$BENCH_PRODUCTS" \
 	--arg conns "$CONNS_LIST" --arg routes "$ROUTES" --arg flags "$SERVER_FLAGS" \
 	--argjson closed "$CLOSED_S" --argjson open "$OPEN_S" --argjson warmup "$WARMUP_S" --argjson rounds "$ROUNDS" \
+	--argjson pairs "$PAIRS" --argjson pair_s "$PAIR_S" \
 	--argjson elapsed $(($(date +%s) - started)) \
 	'{machine: $machine[0],
 	  config: {users: $users, products: $products, connections: ($conns | split(" ") | map(select(. != "") | tonumber)),
-	    routes: ($routes | split(" ") | map(select(. != ""))), closed_s: $closed, open_s: $open, open_rounds: $rounds, warmup_s: $warmup, server_flags: $flags},
+	    routes: ($routes | split(" ") | map(select(. != ""))), closed_s: $closed, open_s: $open, open_rounds: $rounds, warmup_s: $warmup, server_flags: $flags,
+	    pairs: $pairs, pair_s: $pair_s},
 	  elapsed_s: $elapsed, memory: $memory[0], rows: .}' >"$OUT/compare.json"
 jq -r -L bench/jq -f bench/jq/compare-table.jq "$OUT/compare.json" >"$OUT/compare.md"
 echo

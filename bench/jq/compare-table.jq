@@ -7,6 +7,15 @@ def verdict($ok): if $ok == null then "" elif $ok then "met" else "MISSED" end;
 # and generator share the machine's cores and nothing else runs: robust to
 # other programs taking a varying share of a shared machine.
 def cpu_ratio($static; $run): ($static.total_us + $static.gen_us) / ($run.total_us + $run.gen_us);
+# The interleaved runs' ratios: route run i against the mean of the
+# static runs just before and just after it.
+def pair_ratios:
+  . as $l
+  | [range(0; $l.pairs | length) as $i
+     | ($l.pstatic[$i].ok_rate // 0) as $a | ($l.pstatic[$i + 1].ok_rate // 0) as $b
+     | select($a > 0 and $b > 0)
+     | $l.pairs[$i].ok_rate / (($a + $b) / 2)];
+def median: sort | if length == 0 then null elif length % 2 == 1 then .[length / 2 | floor] else (.[length / 2 - 1] + .[length / 2]) / 2 end;
 def coalesce_label: if . == "coalesce-on" then "on" else "off" end;
 
 .rows as $rows
@@ -23,7 +32,8 @@ def coalesce_label: if . == "coalesce-on" then "on" else "off" end;
     closed: ([$rows[] | select(.server == $s and .route == $r and .conns == $c and .model == "closed" and .generator == "loadgen")] | first),
     open: ($opens | median_run),
     opens: $opens,
-    pair: ([$rows[] | select(.server == $s and .route == $r and .conns == $c and .model == "static-pair")] | first),
+    pairs: ([$rows[] | select(.server == $s and .route == $r and .conns == $c and .model == "pair-route")] | sort_by(.pair)),
+    pstatic: ([$rows[] | select(.server == $s and .route == $r and .conns == $c and .model == "pair-static")] | sort_by(.pair)),
     wrk: ([$rows[] | select(.server == $s and .route == $r and .conns == $c and .generator == "wrk")] | first)
   };
   ([$rows[] | .server] | unique | sort | reverse) as $servers
@@ -33,12 +43,12 @@ def coalesce_label: if . == "coalesce-on" then "on" else "off" end;
 | "storefront \(.machine.commit) · \(.machine.nproc) CPUs (\(.machine.cpu)), \(.machine.memory) · \(.config.users | int) users, \(.config.products | int) products",
   "server: storefront serve \(.config.server_flags | if . == "" then "(defaults)" else . end) --coalesce=on|off; PostgreSQL's shared memory on huge pages: \(.machine.postgres_huge_pages // "not recorded")",
   "max: closed model, \(.config.closed_s) s after a \(.config.warmup_s) s warm-up; half: open model, \(.config.open_s) s at half the max rate\(if $rounds > 1 then ", \($rounds) rounds: the run with the median p99\(if $rounds % 2 == 0 then " (the higher of the two middle ones)" else "" end), the rounds' p99 range in brackets" else "" end); ms corrected for coordinated omission",
-  "rate / static just before: against the static route's closed run made right before this route's (its req/s in brackets); the machine's speed drifts over minutes",
+  (if (.config.pairs // 0) > 0 then "rate / static, interleaved: \(.config.pairs) closed runs of \(.config.pair_s) s of the route, each between two of the static route; each run's rate against the mean of the two around it: the median, the range in brackets (the machine's speed drifts over minutes)" else empty end),
   "rate / static from CPU: (static's srv+PG+gen µs/req) / (the route's), the ratio expected on a machine running nothing else",
   "half: srv+PG+gen µs/req of the open-model run, and how many times the closed run's; cores busy: the whole machine's CPU during it (of \(.machine.nproc))",
   "req/s: answers other than 5xx per second; CPU µs per request = CPU seconds of the run / those answers (server: storefront; PG: postmaster and all its children; gen: the load generator; other: the rest of the machine, in cores)",
   "",
-  ((["route", "coalesce", "conns", "req/s max", "p50 / p99 max", "p50 / p99 half", "srv+PG+gen µs/req half (× max)", "cores busy half", "late half", "errors", "server µs/req", "PG µs/req", "srv+PG µs/req", "gen µs/req", "other cores", "RSS MB", "rate / static", "rate / static just before", "rate / static from CPU"]
+  ((["route", "coalesce", "conns", "req/s max", "p50 / p99 max", "p50 / p99 half", "srv+PG+gen µs/req half (× max)", "cores busy half", "late half", "errors", "server µs/req", "PG µs/req", "srv+PG µs/req", "gen µs/req", "other cores", "RSS MB", "rate / static", "rate / static, interleaved", "rate / static from CPU"]
     + (if $wrk then ["wrk req/s", "wrk gen µs/req", "wrk srv+PG µs/req", "wrk rate / static"] else [] end)) as $h
    | ($h | mdrow), mdsep($h | length)),
   ($lines[] |
@@ -54,7 +64,7 @@ def coalesce_label: if . == "coalesce-on" then "on" else "off" end;
       (.closed.server_us | fmt(1)), (.closed.pg_us | fmt(1)), (.closed.total_us | fmt(1)), (.closed.gen_us | fmt(1)),
       (.closed.other_cores | fmt(2)), (.closed.rss_max_mb | fmt(0)),
       (if .static.closed.ok_rate > 0 then (.closed.ok_rate / .static.closed.ok_rate | pct) else dash end),
-      (if .pair.ok_rate > 0 then "\(.closed.ok_rate / .pair.ok_rate | pct) (\(.pair.ok_rate | int))" elif .route == "static" then "100%" else dash end),
+      (pair_ratios as $p | if ($p | length) > 0 then "\($p | median | pct) (\($p | min | pct)-\($p | max | pct))" elif .route == "static" then "100%" else dash end),
       (if .static.closed then (cpu_ratio(.static.closed; .closed) | pct) else dash end) ]
     + (if $wrk then [ (.wrk.ok_rate | int), (.wrk.gen_us | fmt(1)), (.wrk.total_us | fmt(1)),
         (if .wrk and .static.wrk then (.wrk.ok_rate / .static.wrk.ok_rate | pct) else dash end) ] else [] end))
@@ -71,8 +81,8 @@ def coalesce_label: if . == "coalesce-on" then "on" else "off" end;
       ( ["DB rate / static rate ≥ 75% (worst route)"]
         + [ $servers[] as $s | worst($s; (if .static.closed.ok_rate > 0 then .closed.ok_rate / .static.closed.ok_rate else null end); "high")
             | cell(.; .v | pct; (if . then .v >= 0.75 else null end)) ] | mdrow ),
-      ( ["the same against the static run just before it (worst route)"]
-        + [ $servers[] as $s | worst($s; (if .pair.ok_rate > 0 then .closed.ok_rate / .pair.ok_rate else null end); "high")
+      ( ["the same, interleaved with the static route (median of the pairs; worst route)"]
+        + [ $servers[] as $s | worst($s; (pair_ratios | median); "high")
             | cell(.; .v | pct; (if . then .v >= 0.75 else null end)) ] | mdrow ),
       ( ["the same from CPU per request (worst route)"]
         + [ $servers[] as $s | worst($s; (if .static.closed then cpu_ratio(.static.closed; .closed) else null end); "high")
