@@ -8,11 +8,13 @@
 # catalog-zipf mix) and each connection count: a warm-up, a closed-model
 # run for the maximum rate, then an open-model run at half of it for p99.
 # Before each database-backed route's closed run, that route and the static
-# route take turns in short closed runs (--pairs N: N runs of the route,
-# each between two static runs; --pair-seconds S long), so that each of its
-# rates is compared with static rates taken seconds before and after it:
-# this machine's speed drifts over minutes by up to a half, more than the
-# difference being measured (--no-pairs skips these runs).
+# answers of the same size (the user, product or stock answer, or
+# catalog-zipf's mix of them, held in memory) take turns in short closed
+# runs (--pairs N: N runs of the route, each between two static runs;
+# --pair-seconds S long), so that each of its rates is compared with static
+# rates taken seconds before and after it: this machine's speed drifts over
+# minutes by up to a half, more than the difference being measured
+# (--no-pairs skips these runs).
 # Around every run, bench/proccpu reads utime+stime of storefront and of
 # every PostgreSQL process (the postmaster and its children) from
 # /proc/<pid>/stat, and the load generator's rusage: CPU µs per request =
@@ -211,20 +213,33 @@ open_run() {
 	rows+=("$(row "$server" "$route" "$conns" open "$dir" | jq -c --argjson r "$round" '.round = $r')")
 }
 
+# static_for ROUTE: the static scenario whose answers have the size of
+# ROUTE's (bench/scenarios/static*.yaml; the API's /_bench/static/*).
+static_for() {
+	case $1 in
+	products-uniform) echo static-product ;;
+	inventory-uniform) echo static-inventory ;;
+	catalog-zipf) echo static-catalog ;;
+	*) echo static ;;
+	esac
+}
+
 # interleave SERVER ROUTE CONNS: after a warm-up of the route, PAIRS
-# closed runs of it, each between two closed runs of the static route, all
-# PAIR_S long: static, route, static, route, ..., static. Rows
-# "pair-static" and "pair-route", numbered from 0 in .pair; the table
-# compares route run i with the mean of static runs i and i+1.
+# closed runs of it, each between two closed runs of the static answers of
+# the same size (static_for), all PAIR_S long: static, route, static,
+# route, ..., static. Rows "pair-static" and "pair-route", numbered from 0
+# in .pair; the table compares route run i with the mean of static runs i
+# and i+1.
 interleave() {
-	local server=$1 route=$2 conns=$3 i dir
+	local server=$1 route=$2 conns=$3 i dir static
 	local name=$server-$route-c$conns
-	log "$name: warm-up ${WARMUP_S}s, then $PAIRS closed runs of ${PAIR_S}s, each between two of the static route"
+	static=$(static_for "$route")
+	log "$name: warm-up ${WARMUP_S}s, then $PAIRS closed runs of ${PAIR_S}s, each between two of $static"
 	warm_up "$route" "$conns" "$WARMUP_S"
 	for ((i = 0; i <= PAIRS; i++)); do
 		dir=$OUT/$name-pair$i-static
-		measure_loadgen "$dir" static "$conns" "$PAIR_S"
-		rows+=("$(row "$server" "$route" "$conns" pair-static "$dir" | jq -c --argjson i "$i" '.pair = $i')")
+		measure_loadgen "$dir" "$static" "$conns" "$PAIR_S"
+		rows+=("$(row "$server" "$route" "$conns" pair-static "$dir" | jq -c --argjson i "$i" --arg s "$static" '.pair = $i | .static_scenario = $s')")
 		[ "$i" -lt "$PAIRS" ] || break
 		dir=$OUT/$name-pair$i-route
 		measure_loadgen "$dir" "$route" "$conns" "$PAIR_S"

@@ -153,7 +153,7 @@ func bindServeFlags(fs *flag.FlagSet, c *Config) {
 	fs.IntVar(&c.HTTP.ShedMaxInFlight, "shed-max-inflight", c.HTTP.ShedMaxInFlight, "where the adaptive in-flight limit starts, and its ceiling")
 	fs.IntVar(&c.HTTP.AccessLogEvery, "access-log-every", c.HTTP.AccessLogEvery, "log one request in N (0: no access log)")
 	fs.IntVar(&c.HTTP.EventLoops, "event-loops", c.HTTP.EventLoops, "event loops serving client connections (0: one per CPU)")
-	fs.BoolVar(&c.HTTP.StaticRoute, "bench-static-route", c.HTTP.StaticRoute, "serve GET /_bench/static, an in-memory response for benchmarks (never on in production)")
+	fs.BoolVar(&c.HTTP.StaticRoute, "bench-static-route", c.HTTP.StaticRoute, "serve GET /_bench/static/{user,product,inventory}, in-memory answers for benchmarks (never on in production)")
 }
 
 func int32Setter(p *int32) func(string) error {

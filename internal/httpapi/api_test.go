@@ -193,6 +193,11 @@ func TestAPI(t *testing.T) {
 		{name: "readyz", path: "/readyz", status: 200, json: map[string]any{"status": "ready"}},
 		{name: "head user", method: http.MethodHead, path: "/users/1", status: 200},
 		{name: "static route", path: "/_bench/static", status: 200, json: map[string]any{"user_id": 424242}},
+		{name: "static user", path: "/_bench/static/user", status: 200, json: map[string]any{"user_id": 424242}},
+		{name: "static product", path: "/_bench/static/product", status: 200, json: map[string]any{"product_id": 42424, "currency": "EUR"}},
+		{name: "static inventory", path: "/_bench/static/inventory", status: 200, json: map[string]any{"product_id": 42424, "available": 53}},
+		{name: "static of no route", path: "/_bench/static/order", status: 404},
+		{name: "static prefix only", path: "/_bench/statics", status: 404},
 
 		{name: "user not found", path: "/users/99999999", headers: rid, status: 404, golden: true},
 		{name: "user soft-deleted", path: fmt.Sprintf("/users/%d", firstWhere(t, "users", "user_id", "deleted_at IS NOT NULL")), status: 404},
@@ -417,4 +422,49 @@ func TestSKUsTheSchemaAllows(t *testing.T) {
 		t.Run(sc.name, func(t *testing.T) { sc.run(t, base) })
 	}
 	(scenario{name: "unescaped slash", path: "/products/by-sku/AB/12", status: 200, json: map[string]any{"product_id": ids[0]}}).run(t, base)
+}
+
+// TestStaticBodiesMatchAnswerSizes: each benchmark-only static response is
+// within a fifth of the average size of the answers of the route it stands
+// in for, over the seeded data (the same generator as the benchmark's), so
+// that bench-compare compares the database's share and not response sizes.
+func TestStaticBodiesMatchAnswerSizes(t *testing.T) {
+	base := startAPI(t, nil)
+	size := func(path string) (int, bool) {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(body), resp.StatusCode == http.StatusOK
+	}
+	for _, route := range []struct{ static, answers string }{
+		{"/_bench/static/user", "/users/%d"},
+		{"/_bench/static/product", "/products/%d"},
+		{"/_bench/static/inventory", "/inventory/%d"},
+	} {
+		static, ok := size(route.static)
+		if !ok {
+			t.Fatalf("%s: not 200", route.static)
+		}
+		total, n := 0, 0
+		for id := 1; id <= 300; id++ {
+			if s, ok := size(fmt.Sprintf(route.answers, id)); ok {
+				total, n = total+s, n+1
+			}
+		}
+		if n < 250 {
+			t.Fatalf("%s: only %d of 300 answered 200", route.answers, n)
+		}
+		avg := float64(total) / float64(n)
+		if r := float64(static) / avg; r < 0.8 || r > 1.2 {
+			t.Errorf("%s is %d bytes; %s answers average %.0f (ratio %.2f)", route.static, static, route.answers, avg, r)
+		} else {
+			t.Logf("%s: %d bytes; %s answers average %.0f", route.static, static, route.answers, avg)
+		}
+	}
 }

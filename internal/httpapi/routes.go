@@ -126,10 +126,20 @@ func matchRoute(path []byte, static bool) (route, []byte) {
 		return routeHealthz, nil
 	case bytes.Equal(path, pathReadyz):
 		return routeReadyz, nil
-	case static && bytes.Equal(path, pathStatic):
-		return routeStatic, nil
+	case static && bytes.HasPrefix(path, pathStatic) && staticKind(path[len(pathStatic):]):
+		return routeStatic, path[len(pathStatic):]
 	}
 	return routeUnknown, nil
+}
+
+// staticKind reports whether kind, the rest of a path after
+// /_bench/static, names one of the benchmark's in-memory responses.
+func staticKind(kind []byte) bool {
+	switch string(kind) {
+	case "", "/user", "/product", "/inventory":
+		return true
+	}
+	return false
 }
 
 func (e *exchange) serveRoute(r route, param []byte) {
@@ -146,7 +156,14 @@ func (e *exchange) serveRoute(r route, param []byte) {
 		go e.serveReadyz()
 		return
 	case routeStatic:
-		e.finish(statusOK, s.static)
+		switch string(param) {
+		case "/product":
+			e.finish(statusOK, s.static.product)
+		case "/inventory":
+			e.finish(statusOK, s.static.stock)
+		default: // "" or "/user" (staticKind)
+			e.finish(statusOK, s.static.user)
+		}
 		return
 	case routeProducts:
 		raw, ok := e.x.QueryArg("ids")

@@ -92,6 +92,21 @@ func TestLoadScenario(t *testing.T) {
 			t.Errorf("bench/scenarios/%s.yaml differs from the shipped copy", name)
 		}
 	}
+	// Every scenario the bench scripts use loads, under its own name.
+	files, err := filepath.Glob(filepath.Join("..", "..", "bench", "scenarios", "*.yaml"))
+	if err != nil || len(files) < 6 {
+		t.Fatalf("bench/scenarios: %d files, %v", len(files), err)
+	}
+	for _, f := range files {
+		s, err := LoadScenario(f)
+		if err != nil {
+			t.Errorf("%s: %v", f, err)
+			continue
+		}
+		if want := strings.TrimSuffix(filepath.Base(f), ".yaml"); s.Name != want {
+			t.Errorf("%s: name %q, want %q", f, s.Name, want)
+		}
+	}
 	if _, err := LoadScenario("no-such-scenario"); err == nil || !strings.Contains(err.Error(), "users-uniform") {
 		t.Errorf("unknown name: %v", err)
 	}
