@@ -53,7 +53,7 @@
 # (vm.nr_hugepages, put back at exit; --no-huge-pages: not), see
 # bench/README.md "Huge pages for PostgreSQL".
 #
-# About 10½ minutes with the defaults (+1½ with --wrk, +6 per extra
+# About 9½ minutes with the defaults (+1½ with --wrk, +6 per extra
 # connection count, +2½ per extra round). Loopback only; every process it starts is stopped by
 # pid on exit, Ctrl-C included.
 set -euo pipefail
