@@ -15,6 +15,13 @@ def pair_ratios:
      | ($l.pstatic[$i].ok_rate // 0) as $a | ($l.pstatic[$i + 1].ok_rate // 0) as $b
      | select($a > 0 and $b > 0)
      | $l.pairs[$i].ok_rate / (($a + $b) / 2)];
+# The same pairs' ratios from CPU per request (cpu_ratio).
+def pair_cpu_ratios:
+  . as $l
+  | [range(0; $l.pairs | length) as $i
+     | $l.pstatic[$i] as $a | $l.pstatic[$i + 1] as $b
+     | select($a != null and $b != null and $l.pairs[$i].total_us != null)
+     | (($a.total_us + $a.gen_us + $b.total_us + $b.gen_us) / 2) / ($l.pairs[$i].total_us + $l.pairs[$i].gen_us)];
 def median: sort | if length == 0 then null elif length % 2 == 1 then .[length / 2 | floor] else (.[length / 2 - 1] + .[length / 2]) / 2 end;
 def coalesce_label: if . == "coalesce-on" then "on" else "off" end;
 
@@ -43,8 +50,8 @@ def coalesce_label: if . == "coalesce-on" then "on" else "off" end;
 | "storefront \(.machine.commit) · \(.machine.nproc) CPUs (\(.machine.cpu)), \(.machine.memory) · \(.config.users | int) users, \(.config.products | int) products",
   "server: storefront serve \(.config.server_flags | if . == "" then "(defaults)" else . end) --coalesce=on|off; PostgreSQL's shared memory on huge pages: \(.machine.postgres_huge_pages // "not recorded")",
   "max: closed model, \(.config.closed_s) s after a \(.config.warmup_s) s warm-up; half: open model, \(.config.open_s) s at half the max rate\(if $rounds > 1 then ", \($rounds) rounds: the run with the median p99\(if $rounds % 2 == 0 then " (the higher of the two middle ones)" else "" end), the rounds' p99 range in brackets" else "" end); ms corrected for coordinated omission",
-  (if (.config.pairs // 0) > 0 then "rate / static, interleaved: \(.config.pairs) closed runs of \(.config.pair_s) s of the route, each between two of the static answers of the same size (users: the static user, products: a product, inventory: a stock answer, catalog-zipf: its mix of them); each run's rate against the mean of the two around it: the median, the range in brackets (the machine's speed drifts over minutes). The other static columns compare with the static route's first run (a user)" else empty end),
-  "rate / static from CPU: (static's srv+PG+gen µs/req) / (the route's), the ratio expected on a machine running nothing else",
+  (if (.config.pairs // 0) > 0 then "rate / static, interleaved: \(.config.pairs) closed runs of \(.config.pair_s) s of the route, each between two of the static answers of the same size (users: the static user, products: a product, inventory: a stock answer, catalog-zipf: its mix of them); each run's rate against the mean of the two around it: the median, the range in brackets (the machine's speed drifts over minutes). The column rate / static compares with the static route's first run (a user)" else empty end),
+  "rate / static from CPU: (static's srv+PG+gen µs/req) / (the route's), the ratio expected on a machine running nothing else\(if (.config.pairs // 0) > 0 then "; from the interleaved runs (the median over the pairs, each route run against the mean of the static runs around it)" else "" end)",
   "half: srv+PG+gen µs/req of the open-model run, and how many times the closed run's; cores busy: the whole machine's CPU during it (of \(.machine.nproc))",
   "req/s: answers other than 5xx per second; CPU µs per request = CPU seconds of the run / those answers (server: storefront; PG: postmaster and all its children; gen: the load generator; other: the rest of the machine, in cores)",
   "",
@@ -65,7 +72,7 @@ def coalesce_label: if . == "coalesce-on" then "on" else "off" end;
       (.closed.other_cores | fmt(2)), (.closed.rss_max_mb | fmt(0)),
       (if .static.closed.ok_rate > 0 then (.closed.ok_rate / .static.closed.ok_rate | pct) else dash end),
       (pair_ratios as $p | if ($p | length) > 0 then "\($p | median | pct) (\($p | min | pct)-\($p | max | pct))" elif .route == "static" then "100%" else dash end),
-      (if .static.closed then (cpu_ratio(.static.closed; .closed) | pct) else dash end) ]
+      (pair_cpu_ratios as $p | if ($p | length) > 0 then ($p | median | pct) elif .static.closed then (cpu_ratio(.static.closed; .closed) | pct) else dash end) ]
     + (if $wrk then [ (.wrk.ok_rate | int), (.wrk.gen_us | fmt(1)), (.wrk.total_us | fmt(1)),
         (if .wrk and .static.wrk then (.wrk.ok_rate / .static.wrk.ok_rate | pct) else dash end) ] else [] end))
     | mdrow),
@@ -85,7 +92,7 @@ def coalesce_label: if . == "coalesce-on" then "on" else "off" end;
         + [ $servers[] as $s | worst($s; (pair_ratios | median); "high")
             | cell(.; .v | pct; (if . then .v >= 0.75 else null end)) ] | mdrow ),
       ( ["the same from CPU per request (worst route)"]
-        + [ $servers[] as $s | worst($s; (if .static.closed then cpu_ratio(.static.closed; .closed) else null end); "high")
+        + [ $servers[] as $s | worst($s; (pair_cpu_ratios as $p | if ($p | length) > 0 then ($p | median) elif .static.closed then cpu_ratio(.static.closed; .closed) else null end); "high")
             | cell(.; .v | pct; (if . then .v >= 0.75 else null end)) ] | mdrow ),
       ( ["server+PG CPU ≤ 25 µs/req at max (worst route)"]
         + [ $servers[] as $s | worst($s; .closed.total_us; "low")
