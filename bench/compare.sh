@@ -255,6 +255,13 @@ for coalesce in on off; do
 	[ "$coalesce" = off ] && flag=false
 	server=coalesce-$coalesce
 	start_server "$server" --coalesce="$flag" "${server_flags[@]}"
+	if [ "$PAIRS" -gt 0 ]; then
+		# 404s are answers to loadgen: a build without them would yield a ratio of nothing.
+		for kind in user product inventory; do
+			code=$(curl -s -o /dev/null -w '%{http_code}' "http://$SERVER_ADDR/_bench/static/$kind")
+			[ "$code" = 200 ] || die "GET /_bench/static/$kind answered $code: this storefront build lacks the same-size static answers (--no-pairs to skip the interleaved runs)"
+		done
+	fi
 	if [ "$MEMORY" = 1 ] && [ "$coalesce" = on ]; then memory_busy; fi
 	for route in $ROUTES; do
 		for conns in $CONNS_LIST; do
