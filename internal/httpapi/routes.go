@@ -126,20 +126,24 @@ func matchRoute(path []byte, static bool) (route, []byte) {
 		return routeHealthz, nil
 	case bytes.Equal(path, pathReadyz):
 		return routeReadyz, nil
-	case static && bytes.HasPrefix(path, pathStatic) && staticKind(path[len(pathStatic):]):
+	case static && bytes.HasPrefix(path, pathStatic) && staticKind(path[len(pathStatic):]) >= 0:
 		return routeStatic, path[len(pathStatic):]
 	}
 	return routeUnknown, nil
 }
 
-// staticKind reports whether kind, the rest of a path after
-// /_bench/static, names one of the benchmark's in-memory responses.
-func staticKind(kind []byte) bool {
+// staticKind maps kind, the rest of a path after /_bench/static, to the
+// index of its in-memory response in staticBodies; -1 when it names none.
+func staticKind(kind []byte) int {
 	switch string(kind) {
-	case "", "/user", "/product", "/inventory":
-		return true
+	case "", "/user":
+		return staticUser
+	case "/product":
+		return staticProduct
+	case "/inventory":
+		return staticStock
 	}
-	return false
+	return -1
 }
 
 func (e *exchange) serveRoute(r route, param []byte) {
@@ -156,14 +160,7 @@ func (e *exchange) serveRoute(r route, param []byte) {
 		go e.serveReadyz()
 		return
 	case routeStatic:
-		switch string(param) {
-		case "/product":
-			e.finish(statusOK, s.static.product)
-		case "/inventory":
-			e.finish(statusOK, s.static.stock)
-		default: // "" or "/user" (staticKind)
-			e.finish(statusOK, s.static.user)
-		}
+		e.finish(statusOK, s.static[staticKind(param)]) // matchRoute checked the kind
 		return
 	case routeProducts:
 		raw, ok := e.x.QueryArg("ids")

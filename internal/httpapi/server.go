@@ -108,21 +108,27 @@ type Server struct {
 	static   staticBodies
 }
 
-// staticBodies are the benchmark-only in-memory responses: one answer of
-// each database-backed route, as large as that route's average answer in
-// the benchmark data (users about 110 bytes, products and stock about 260).
-type staticBodies struct {
-	user, product, stock []byte
-}
+// staticBodies are the benchmark-only in-memory responses, indexed by
+// staticKind: one answer of each database-backed route, as large as that
+// route's average answer in the benchmark data (users about 110 bytes,
+// products and stock about 260).
+type staticBodies [3][]byte
+
+// Indexes into staticBodies.
+const (
+	staticUser = iota
+	staticProduct
+	staticStock
+)
 
 func newStaticBodies() staticBodies {
 	return staticBodies{
-		user: appendUser(nil, &shop.User{ID: 424242, Username: "static.user42", Email: "static.user42@example.com",
+		staticUser: appendUser(nil, &shop.User{ID: 424242, Username: "static.user42", Email: "static.user42@example.com",
 			LastActive: time.Unix(1795785518, 160000000)}),
-		product: appendProduct(nil, &shop.Product{ID: 42424, SKU: "SKU-0042424-ST", Name: "Static Bench Lamp",
+		staticProduct: appendProduct(nil, &shop.Product{ID: 42424, SKU: "SKU-0042424-ST", Name: "Static Bench Lamp",
 			Description: "Static bench lamp from our Home & Garden range. A customer favourite for years.",
 			PriceCents:  4999, Currency: "EUR", Category: "Home & Garden", UpdatedAt: time.Unix(1765535227, 0)}),
-		stock: appendStock(nil, &shop.Stock{ProductID: 42424, Warehouses: []shop.WarehouseStock{
+		staticStock: appendStock(nil, &shop.Stock{ProductID: 42424, Warehouses: []shop.WarehouseStock{
 			{WarehouseID: 1, Warehouse: "FRA1", OnHand: 42, Reserved: 3},
 			{WarehouseID: 2, Warehouse: "IAD1", OnHand: 6, Reserved: 0},
 			{WarehouseID: 3, Warehouse: "SIN1", OnHand: 9, Reserved: 1}}}),
