@@ -22,6 +22,21 @@ def pair_cpu_ratios:
      | $l.pstatic[$i] as $a | $l.pstatic[$i + 1] as $b
      | select($a != null and $b != null and $l.pairs[$i].total_us != null)
      | (($a.total_us + $a.gen_us + $b.total_us + $b.gen_us) / 2) / ($l.pairs[$i].total_us + $l.pairs[$i].gen_us)];
+# The ratio PostgreSQL's own CPU alone allows: the static runs' CPU per
+# request against the same plus the route's PostgreSQL CPU per request, as
+# if storefront and the generator spent on the route exactly what they
+# spend on the static answer. No server code can bring the rate ratio
+# above it; what separates it from the CPU ratio is storefront's and the
+# generator's extra work for a database answer.
+def pg_ceiling($static; $run): ($static.total_us + $static.gen_us) / ($static.total_us + $static.gen_us + $run.pg_us);
+# The same for each interleaved pair.
+def pair_pg_ceilings:
+  . as $l
+  | [range(0; $l.pairs | length) as $i
+     | $l.pstatic[$i] as $a | $l.pstatic[$i + 1] as $b
+     | select($a != null and $b != null and $l.pairs[$i].pg_us != null)
+     | (($a.total_us + $a.gen_us + $b.total_us + $b.gen_us) / 2) as $s
+     | $s / ($s + $l.pairs[$i].pg_us)];
 def median: sort | if length == 0 then null elif length % 2 == 1 then .[length / 2 | floor] else (.[length / 2 - 1] + .[length / 2]) / 2 end;
 def coalesce_label: if . == "coalesce-on" then "on" else "off" end;
 
@@ -52,10 +67,11 @@ def coalesce_label: if . == "coalesce-on" then "on" else "off" end;
   "max: closed model, \(.config.closed_s) s after a \(.config.warmup_s) s warm-up; half: open model, \(.config.open_s) s at half the max rate\(if $rounds > 1 then ", \($rounds) rounds: the run with the median p99\(if $rounds % 2 == 0 then " (the higher of the two middle ones)" else "" end), the rounds' p99 range in brackets" else "" end); ms corrected for coordinated omission",
   (if (.config.pairs // 0) > 0 then "rate / static, interleaved: \(.config.pairs) closed runs of \(.config.pair_s) s of the route, each between two of the static answers of the same size (users: the static user, products: a product, inventory: a stock answer, catalog-zipf: its mix of them); each run's rate against the mean of the two around it: the median, the range in brackets (the machine's speed drifts over minutes). The column rate / static compares with the static route's first run (a user)" else empty end),
   "rate / static from CPU: (static's srv+PG+gen µs/req) / (the route's), the ratio expected on a machine running nothing else\(if (.config.pairs // 0) > 0 then "; from the interleaved runs (the median over the pairs, each route run against the mean of the static runs around it)" else "" end)",
+  "ceiling from PG's CPU: (static's srv+PG+gen µs/req) / (the same + the route's PG µs/req), the rate / static that PostgreSQL's CPU alone allows, were storefront and the generator to spend on the route what they spend on the static answer\(if (.config.pairs // 0) > 0 then "; from the interleaved runs, like the CPU ratio" else "" end)",
   "half: srv+PG+gen µs/req of the open-model run, and how many times the closed run's; cores busy: the whole machine's CPU during it (of \(.machine.nproc))",
   "req/s: answers other than 5xx per second; CPU µs per request = CPU seconds of the run / those answers (server: storefront; PG: postmaster and all its children; gen: the load generator; other: the rest of the machine, in cores)",
   "",
-  ((["route", "coalesce", "conns", "req/s max", "p50 / p99 max", "p50 / p99 half", "srv+PG+gen µs/req half (× max)", "cores busy half", "late half", "errors", "server µs/req", "PG µs/req", "srv+PG µs/req", "gen µs/req", "other cores", "RSS MB", "rate / static", "rate / static, interleaved", "rate / static from CPU"]
+  ((["route", "coalesce", "conns", "req/s max", "p50 / p99 max", "p50 / p99 half", "srv+PG+gen µs/req half (× max)", "cores busy half", "late half", "errors", "server µs/req", "PG µs/req", "srv+PG µs/req", "gen µs/req", "other cores", "RSS MB", "rate / static", "rate / static, interleaved", "rate / static from CPU", "ceiling from PG's CPU"]
     + (if $wrk then ["wrk req/s", "wrk gen µs/req", "wrk srv+PG µs/req", "wrk rate / static"] else [] end)) as $h
    | ($h | mdrow), mdsep($h | length)),
   ($lines[] |
@@ -72,7 +88,8 @@ def coalesce_label: if . == "coalesce-on" then "on" else "off" end;
       (.closed.other_cores | fmt(2)), (.closed.rss_max_mb | fmt(0)),
       (if .static.closed.ok_rate > 0 then (.closed.ok_rate / .static.closed.ok_rate | pct) else dash end),
       (pair_ratios as $p | if ($p | length) > 0 then "\($p | median | pct) (\($p | min | pct)-\($p | max | pct))" elif .route == "static" then "100%" else dash end),
-      (pair_cpu_ratios as $p | if ($p | length) > 0 then ($p | median | pct) elif .static.closed then (cpu_ratio(.static.closed; .closed) | pct) else dash end) ]
+      (pair_cpu_ratios as $p | if ($p | length) > 0 then ($p | median | pct) elif .static.closed then (cpu_ratio(.static.closed; .closed) | pct) else dash end),
+      (pair_pg_ceilings as $p | if ($p | length) > 0 then ($p | median | pct) elif .static.closed then (pg_ceiling(.static.closed; .closed) | pct) else dash end) ]
     + (if $wrk then [ (.wrk.ok_rate | int), (.wrk.gen_us | fmt(1)), (.wrk.total_us | fmt(1)),
         (if .wrk and .static.wrk then (.wrk.ok_rate / .static.wrk.ok_rate | pct) else dash end) ] else [] end))
     | mdrow),
@@ -94,6 +111,9 @@ def coalesce_label: if . == "coalesce-on" then "on" else "off" end;
       ( ["the same from CPU per request (worst route)"]
         + [ $servers[] as $s | worst($s; (pair_cpu_ratios as $p | if ($p | length) > 0 then ($p | median) elif .static.closed then cpu_ratio(.static.closed; .closed) else null end); "high")
             | cell(.; .v | pct; (if . then .v >= 0.75 else null end)) ] | mdrow ),
+      ( ["(not a target: the ratio PostgreSQL's CPU alone allows, lowest route)"]
+        + [ $servers[] as $s | worst($s; (pair_pg_ceilings as $p | if ($p | length) > 0 then ($p | median) elif .static.closed then pg_ceiling(.static.closed; .closed) else null end); "high")
+            | if . == null then dash else "\(.v | pct) (\(.route))" end ] | mdrow ),
       ( ["server+PG CPU ≤ 25 µs/req at max (worst route)"]
         + [ $servers[] as $s | worst($s; .closed.total_us; "low")
             | cell(.; .v | fmt(1) + " µs"; (if . then .v <= 25 else null end)) ] | mdrow ),
