@@ -29,7 +29,7 @@ bench_start() {
 	started=$(date +%s)
 	OUT=$RESULTS_ROOT/$(date -u +%Y%m%dT%H%M%SZ)
 	mkdir -p "$OUT"
-	if [ "$WRK" = 1 ]; then ensure_wrk; fi
+	if [ "$WRK" = 1 ]; then ensure_tool wrk wrk; fi
 }
 
 bench_init() {
@@ -42,7 +42,7 @@ bench_init() {
 	for b in "$BIN/storefront" "$BIN/loadgen"; do
 		[ -x "$b" ] || die "$b is missing: run make build (make bench builds it)"
 	done
-	command -v jq >/dev/null || die "jq is needed (apt-get install -y jq)"
+	ensure_tool jq jq
 	mkdir -p "$TOOLS"
 	# Standard library only: these build whatever state the server's code is in.
 	go build -o "$TOOLS/" ./bench/proccpu ./bench/conns
@@ -345,13 +345,18 @@ measure_wrk() {
 	[ -s "$dir/wrk.json" ] || die "wrk wrote no summary in $dir"
 }
 
-# ensure_wrk installs wrk when absent (as root, with apt-get).
-ensure_wrk() {
-	command -v wrk >/dev/null && return 0
-	[ "$(id -u)" = 0 ] || die "--wrk needs wrk: apt-get install -y wrk"
-	log "installing wrk"
-	apt-get install -y wrk >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; } ||
-		die "could not install wrk"
+# ensure_tool COMMAND PACKAGE installs PACKAGE when COMMAND is absent (as
+# root, with apt-get; elsewhere it says what to install).
+ensure_tool() {
+	local cmd=$1 pkg=$2
+	command -v "$cmd" >/dev/null && return 0
+	command -v apt-get >/dev/null || die "$cmd is needed: install $pkg with your package manager"
+	[ "$(id -u)" = 0 ] || die "$cmd is needed: apt-get install -y $pkg"
+	log "installing $pkg"
+	apt-get install -y -qq "$pkg" >/dev/null 2>&1 ||
+		{ apt-get update -qq >/dev/null && apt-get install -y -qq "$pkg" >/dev/null; } ||
+		die "could not install $pkg"
+	command -v "$cmd" >/dev/null || die "$pkg was installed but $cmd was not found"
 }
 
 # row SERVER ROUTE CONNECTIONS MODEL DIR: one result row as compact JSON,
