@@ -353,8 +353,8 @@ ensure_tool() {
 	command -v apt-get >/dev/null || die "$cmd is needed: install $pkg with your package manager"
 	[ "$(id -u)" = 0 ] || die "$cmd is needed: apt-get install -y $pkg"
 	log "installing $pkg"
-	apt-get install -y -qq "$pkg" >/dev/null 2>&1 ||
-		{ apt-get update -qq >/dev/null && apt-get install -y -qq "$pkg" >/dev/null; } ||
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null 2>&1 ||
+		{ apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg" >/dev/null; } ||
 		die "could not install $pkg"
 	command -v "$cmd" >/dev/null || die "$pkg was installed but $cmd was not found"
 }
