@@ -15,13 +15,18 @@ def pair_ratios:
      | ($l.pstatic[$i].ok_rate // 0) as $a | ($l.pstatic[$i + 1].ok_rate // 0) as $b
      | select($a > 0 and $b > 0)
      | $l.pairs[$i].ok_rate / (($a + $b) / 2)];
-# The same pairs' ratios from CPU per request (cpu_ratio).
-def pair_cpu_ratios:
+# per_pair_cpu(f): f of every interleaved pair whose runs were all
+# measured, given {s: the mean srv+PG+gen µs/req of the static runs just
+# before and after, run: the route's run}.
+def per_pair_cpu(f):
   . as $l
   | [range(0; $l.pairs | length) as $i
      | $l.pstatic[$i] as $a | $l.pstatic[$i + 1] as $b
-     | select($a != null and $b != null and $l.pairs[$i].total_us != null)
-     | (($a.total_us + $a.gen_us + $b.total_us + $b.gen_us) / 2) / ($l.pairs[$i].total_us + $l.pairs[$i].gen_us)];
+     | select($a.total_us != null and $b.total_us != null and $l.pairs[$i].total_us != null)
+     | {s: (($a.total_us + $a.gen_us + $b.total_us + $b.gen_us) / 2), run: $l.pairs[$i]}
+     | f];
+# The same pairs' ratios from CPU per request (cpu_ratio).
+def pair_cpu_ratios: per_pair_cpu(.s / (.run.total_us + .run.gen_us));
 # The ratio PostgreSQL's own CPU alone allows: the static runs' CPU per
 # request against the same plus the route's PostgreSQL CPU per request, as
 # if storefront and the generator spent on the route exactly what they
@@ -30,13 +35,7 @@ def pair_cpu_ratios:
 # generator's extra work for a database answer.
 def pg_ceiling($static; $run): ($static.total_us + $static.gen_us) / ($static.total_us + $static.gen_us + $run.pg_us);
 # The same for each interleaved pair.
-def pair_pg_ceilings:
-  . as $l
-  | [range(0; $l.pairs | length) as $i
-     | $l.pstatic[$i] as $a | $l.pstatic[$i + 1] as $b
-     | select($a != null and $b != null and $l.pairs[$i].pg_us != null)
-     | (($a.total_us + $a.gen_us + $b.total_us + $b.gen_us) / 2) as $s
-     | $s / ($s + $l.pairs[$i].pg_us)];
+def pair_pg_ceilings: per_pair_cpu(.s / (.s + .run.pg_us));
 def median: sort | if length == 0 then null elif length % 2 == 1 then .[length / 2 | floor] else (.[length / 2 - 1] + .[length / 2]) / 2 end;
 def coalesce_label: if . == "coalesce-on" then "on" else "off" end;
 
