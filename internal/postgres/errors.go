@@ -29,8 +29,9 @@ func translate(err error) error {
 	return shop.Wrap(shop.EINTERNAL, "internal error", err)
 }
 
-// unavailable reports whether err is transient: a timeout, a cancelled,
-// refused or closed connection, a closed pool (the server is stopping), a
+// unavailable reports whether err means the database cannot answer now: a
+// timeout, a cancelled, refused or closed connection, a connection
+// PostgreSQL would not accept, a closed pool (the server is stopping), a
 // server shutting down or starting up.
 func unavailable(err error) bool {
 	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) ||
@@ -38,19 +39,22 @@ func unavailable(err error) bool {
 		errors.Is(err, pgconn.ErrConnClosed) || errors.Is(err, puddle.ErrClosedPool) {
 		return true
 	}
+	// Checked before the server's error code: a connection PostgreSQL
+	// refused (the database not accepting connections, dropped, a rotated
+	// password) leaves the service unable to answer, whatever the code.
+	var connErr *pgconn.ConnectError
+	if errors.As(err, &connErr) {
+		return true
+	}
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
-		switch pgErr.Code[:2] {
+		switch sqlStateClass(pgErr.Code) {
 		case "08", // connection exception
 			"53", // insufficient resources (too many connections, out of memory)
 			"57": // operator intervention: query_canceled (statement timeout), admin shutdown, cannot connect now
 			return true
 		}
 		return pgErr.Code == "40001" || pgErr.Code == "40P01"
-	}
-	var connErr *pgconn.ConnectError
-	if errors.As(err, &connErr) {
-		return true
 	}
 	var netErr net.Error
 	if errors.As(err, &netErr) {
@@ -75,10 +79,19 @@ func retryable(ctx context.Context, err error) bool {
 	if errors.As(err, &pgErr) {
 		// Terminated backend (57P01 admin_shutdown, 57P02 crash_shutdown) or a
 		// connection failure reported by the server.
-		return pgErr.Code == "57P01" || pgErr.Code == "57P02" || pgErr.Code[:2] == "08"
+		return pgErr.Code == "57P01" || pgErr.Code == "57P02" || sqlStateClass(pgErr.Code) == "08"
 	}
 	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
 		isConnReset(err)
+}
+
+// sqlStateClass is the class of a SQLSTATE, its first two characters ("" for
+// a code too short to have one, which a broken server could send).
+func sqlStateClass(code string) string {
+	if len(code) < 2 {
+		return ""
+	}
+	return code[:2]
 }
 
 func isConnReset(err error) bool {
