@@ -254,8 +254,9 @@ func (c *Coalescer[K, V]) Get(ctx context.Context, key K) (val V, found bool, er
 // returns. r receives exactly once what Get would have found: the row, the
 // WithNotFound error when there is none, the batch's (translated) error, or
 // EUNAVAILABLE at deadline (zero: none). r runs on the goroutine that ran
-// the batch, or on the sweeper's, never on Submit's caller and never with
-// c.mu held.
+// the batch, on the sweeper's, or (for a lookup found expired in the queue)
+// on a goroutine of its own or a Get caller's; never on Submit's caller and
+// never with c.mu held.
 //
 // When a batch slot is free the batch starts on a new goroutine rather
 // than on a persistent worker: on the 2-core machine this was measured on,
@@ -300,23 +301,30 @@ func (c *Coalescer[K, V]) startLocked() *batch[K, V] {
 	end := now.Add(c.batchTimeout)
 	c.running = append(c.running, b)
 	c.ends = append(c.ends, end)
-	// Lookups of this batch, or still queued behind it, that are due
-	// before it must end get the sweeper. FIFO order makes the first of
-	// each the earliest (the HTTP layer gives every request the same
-	// timeout); the sweeper re-checks everything anyway.
-	for _, first := range []*call[K, V]{b.calls[0], c.headLocked()} {
-		if first != nil && !first.deadline.IsZero() && first.deadline.Before(end) {
-			c.sweepByLocked(first.deadline)
-		}
-	}
+	c.sweepForLocked(b, end)
 	return b
 }
 
-func (c *Coalescer[K, V]) headLocked() *call[K, V] {
-	if len(c.queue) == 0 {
-		return nil
+// sweepForLocked arms the sweeper for the earliest deadline, among the
+// lookups of b and those still queued behind it, that comes before end,
+// when b must finish at the latest. Deadlines are not in queue order: a
+// lookup may have none, and callers may give different timeouts.
+func (c *Coalescer[K, V]) sweepForLocked(b *batch[K, V], end time.Time) {
+	earliest := earliestDeadline(earliestDeadline(time.Time{}, b.calls), c.queue)
+	if !earliest.IsZero() && earliest.Before(end) {
+		c.sweepByLocked(earliest)
 	}
-	return c.queue[0]
+}
+
+// earliestDeadline is the earliest of from and the deadlines of calls (zero:
+// none).
+func earliestDeadline[K comparable, V any](from time.Time, calls []*call[K, V]) time.Time {
+	for _, cl := range calls {
+		if !cl.deadline.IsZero() && (from.IsZero() || cl.deadline.Before(from)) {
+			from = cl.deadline
+		}
+	}
+	return from
 }
 
 // finishLocked unregisters a batch that has been answered.
@@ -369,8 +377,7 @@ func (c *Coalescer[K, V]) fillLocked(b *batch[K, V], now time.Time) {
 // topUp is for a batch that has just passed the gate: it takes in the
 // lookups that queued up while it waited, up to maxBatch, and gives the
 // batch a fresh batchTimeout from now (the wait must not eat the query's
-// time). The sweeper is then armed for the earliest deadline in the batch,
-// or queued behind it, that comes before the new end.
+// time), arming the sweeper for the new end.
 func (c *Coalescer[K, V]) topUp(b *batch[K, V]) {
 	c.mu.Lock()
 	now := time.Now()
@@ -381,18 +388,7 @@ func (c *Coalescer[K, V]) topUp(b *batch[K, V]) {
 			c.ends[i] = end
 		}
 	}
-	var earliest time.Time
-	for _, cl := range b.calls {
-		if !cl.deadline.IsZero() && (earliest.IsZero() || cl.deadline.Before(earliest)) {
-			earliest = cl.deadline
-		}
-	}
-	if head := c.headLocked(); head != nil && !head.deadline.IsZero() && (earliest.IsZero() || head.deadline.Before(earliest)) {
-		earliest = head.deadline
-	}
-	if !earliest.IsZero() && earliest.Before(end) {
-		c.sweepByLocked(earliest)
-	}
+	c.sweepForLocked(b, end)
 	// Not on this goroutine: it holds the gate, and a reply may write to
 	// a socket.
 	c.unlockAndReplyElsewhere()

@@ -969,3 +969,50 @@ func TestCoalescerRowErrorFailsItsKeyOnly(t *testing.T) {
 		})
 	}
 }
+
+// TestCoalescerSweepsADeadlineBehindOneWithout: the sweeper must be armed
+// for the earliest deadline of a batch, wherever that lookup sits in it.
+// Lookup 3, due 1.2 s after the first batch began, waits behind lookup 2,
+// which has no deadline. When it was queued it was not due before the
+// first batch could end (1 s); the second batch starts half a second
+// later, so it can outlast lookup 3's deadline, and its query does: lookup
+// 3 must be answered EUNAVAILABLE at its deadline, not when the query ends.
+func TestCoalescerSweepsADeadlineBehindOneWithout(t *testing.T) {
+	release1, release2 := make(chan struct{}), make(chan struct{})
+	var queries atomic.Int32
+	fetch := func(ctx context.Context, keys []int64, found func(int64, int, error)) error {
+		if queries.Add(1) == 1 {
+			<-release1
+		} else {
+			<-release2 // past this batch's own timeout: only the sweeper can answer lookup 3
+		}
+		for _, k := range keys {
+			found(k, int(k), nil)
+		}
+		return nil
+	}
+	c := NewCoalescer[int64, int](16, 1, time.Second, fetch)
+	start := time.Now()
+	r1, r2, r3 := newOnceReply[int](t), newOnceReply[int](t), newOnceReply[int](t)
+	c.Submit(1, time.Time{}, r1) // takes the only batch slot
+	c.Submit(2, time.Time{}, r2)
+	c.Submit(3, start.Add(1200*time.Millisecond), r3)
+	time.Sleep(500 * time.Millisecond)
+	close(release1)
+
+	select {
+	case a := <-r3.got:
+		if shop.ErrorCode(a.err) != shop.EUNAVAILABLE {
+			t.Errorf("lookup 3: %v, %v; want EUNAVAILABLE at its deadline", a.v, a.err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Error("lookup 3 was not answered at its deadline")
+	}
+	close(release2)
+	if a := r2.wait(t, "lookup 2"); a.err != nil || a.v != 2 {
+		t.Errorf("lookup 2: %v, %v", a.v, a.err)
+	}
+	if a := r1.wait(t, "lookup 1"); a.err != nil || a.v != 1 {
+		t.Errorf("lookup 1: %v, %v", a.v, a.err)
+	}
+}
