@@ -26,14 +26,18 @@ func (s *Server) AdminHandler(reg *prometheus.Registry) http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		if s.draining.Load() {
+		unready := func(status string) {
+			// Like every 503 of the API: come back in a second.
+			w.Header().Set("Retry-After", "1")
 			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = w.Write([]byte(`{"status":"draining"}`))
+			_, _ = w.Write([]byte(`{"status":"` + status + `"}`))
+		}
+		if s.draining.Load() {
+			unready("draining")
 			return
 		}
 		if err := s.svc.Health.Ping(r.Context()); err != nil {
-			w.WriteHeader(http.StatusServiceUnavailable)
-			_, _ = w.Write([]byte(`{"status":"database unreachable"}`))
+			unready("database unreachable")
 			return
 		}
 		_, _ = w.Write(bodyReady)

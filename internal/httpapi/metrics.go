@@ -77,15 +77,23 @@ func NewMetrics() *Metrics {
 			"Requests being served right now.", nil, nil),
 	}
 	for r := range numRoutes {
-		m.latency[r] = m.latencyVec.WithLabelValues(routeNames[r])
+		if r != routeStatic { // only when served: see withStaticRoute
+			m.latency[r] = m.latencyVec.WithLabelValues(routeNames[r])
+		}
 	}
 	return m
 }
 
+// withStaticRoute adds the benchmark-only static route's latency series,
+// which a server without that route does not export.
+func (m *Metrics) withStaticRoute() {
+	m.latency[routeStatic] = m.latencyVec.WithLabelValues(routeNames[routeStatic])
+}
+
 func (m *Metrics) observe(r route, status int, d time.Duration) {
 	m.requests[r][statusSlot(status)].Add(1)
-	if d > 0 {
-		m.latency[r].Observe(d.Seconds())
+	if o := m.latency[r]; d > 0 && o != nil {
+		o.Observe(d.Seconds())
 	}
 }
 

@@ -149,6 +149,7 @@ func New(cfg Config, svc Services, logger *slog.Logger, metrics *Metrics) *Serve
 	}
 	if cfg.StaticRoute {
 		s.static = newStaticBodies()
+		metrics.withStaticRoute()
 	}
 	s.http = evhttp.NewServer(evhttp.Config{
 		MaxHeaderBytes: cfg.MaxHeaderBytes,
