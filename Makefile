@@ -15,6 +15,11 @@ help:
 	@echo "make bench          system benchmark with loadgen (results under bench/results/)"
 	@echo "make bench-compare  static vs database-backed routes, coalescing on and off"
 	@echo "make faults         the full fault-injection suite"
+	@echo "make build          bin/storefront and bin/loadgen"
+	@echo "make vet            go vet (also for 386), loadgen cross-builds, gofmt; make lint is the same"
+	@echo "make fuzz           each fuzz target for FUZZTIME (default 30s)"
+	@echo "make postgres       install the PostgreSQL server package with apt-get if absent"
+	@echo "make clean          remove bin/"
 
 build: $(BIN)/storefront $(BIN)/loadgen
 

@@ -90,6 +90,11 @@ func seedCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err := cfg.Validate(); err != nil {
 		return usageError{err}
 	}
+	if sc.Warehouses == 0 {
+		// The library reads 0 as its default; on the command line it
+		// would be a surprise.
+		return usageError{fmt.Errorf("--warehouses must be between 1 and %d", seed.MaxWarehouses)}
+	}
 	if err := sc.Validate(); err != nil {
 		return usageError{err}
 	}

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
+
 	"storefront/internal/httpapi"
 	"storefront/internal/postgres"
 	"storefront/internal/seed"
@@ -67,6 +69,12 @@ func (c Config) Validate() error {
 	}
 	if c.DSN == "" && c.DataDir == "" {
 		errs = append(errs, errors.New("--data-dir must not be empty when no --dsn is given"))
+	}
+	if c.DSN != "" {
+		// pgconn's message leaves the password out.
+		if _, err := pgconn.ParseConfig(c.DSN); err != nil {
+			errs = append(errs, fmt.Errorf("--dsn: %v", err))
+		}
 	}
 	if c.DrainTimeout <= 0 {
 		errs = append(errs, errors.New("--drain-timeout must be > 0"))

@@ -88,10 +88,16 @@ func versionCmd(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// printError writes one line per problem, each naming the command.
+// printError writes one line per problem, each naming the command. A line
+// repeating the one before is left out (pgx reports each attempt to
+// connect, and two attempts often fail alike).
 func printError(w io.Writer, cmd string, err error) {
+	prev := ""
 	for _, line := range strings.Split(err.Error(), "\n") {
-		fmt.Fprintf(w, "storefront %s: %s\n", cmd, line)
+		if line != prev {
+			fmt.Fprintf(w, "storefront %s: %s\n", cmd, line)
+		}
+		prev = line
 	}
 }
 

@@ -79,18 +79,18 @@ func (c Config) Validate() error {
 	check := func(name string, n int) {
 		switch {
 		case n < 0:
-			errs = append(errs, fmt.Errorf("seed: %s must not be negative (got %d)", name, n))
+			errs = append(errs, fmt.Errorf("%s must not be negative (got %d)", name, n))
 		case n > MaxRows:
-			errs = append(errs, fmt.Errorf("seed: %s must be at most %d (got %d)", name, MaxRows, n))
+			errs = append(errs, fmt.Errorf("%s must be at most %d (got %d)", name, MaxRows, n))
 		}
 	}
 	check("users", c.Users)
 	check("products", c.Products)
 	w := c.withDefaults().Warehouses
 	if w < 1 || w > MaxWarehouses {
-		errs = append(errs, fmt.Errorf("seed: warehouses must be between 1 and %d (got %d)", MaxWarehouses, c.Warehouses))
+		errs = append(errs, fmt.Errorf("warehouses must be between 1 and %d (got %d)", MaxWarehouses, c.Warehouses))
 	} else if c.Products > 0 && c.Products <= MaxRows && int64(c.Products)*int64(w) > MaxInventoryPairs {
-		errs = append(errs, fmt.Errorf("seed: products × warehouses must be at most %d (got %d × %d)", MaxInventoryPairs, c.Products, w))
+		errs = append(errs, fmt.Errorf("products × warehouses must be at most %d (got %d × %d)", MaxInventoryPairs, c.Products, w))
 	}
 	return errors.Join(errs...)
 }
