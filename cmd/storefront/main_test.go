@@ -342,6 +342,20 @@ func TestCommands(t *testing.T) {
 		t.Errorf("version --help: exit %d, stdout %q, stderr %q; want 0 and its usage", code, out, errOut)
 	}
 
+	// Usage errors found before any connection: exit 2, one line naming
+	// the flag, no password.
+	for _, args := range [][]string{
+		{"serve", "--dsn", "postgres://u:secret@%zz/x"},
+		{"migrate", "--dsn", "not a dsn"},
+		{"seed", "--dsn", dsn, "--warehouses", "0"},
+	} {
+		code, _, errOut := runCmd(args...)
+		flagName := args[len(args)-2]
+		if code != 2 || !strings.Contains(errOut, flagName) || strings.Contains(errOut, "secret") || strings.Count(strings.TrimSpace(errOut), "\n") > 0 {
+			t.Errorf("storefront %v: exit %d, stderr %q; want 2 and one line naming %s", args, code, errOut, flagName)
+		}
+	}
+
 	for _, tc := range []struct {
 		args []string
 		want string
