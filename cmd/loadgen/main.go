@@ -17,10 +17,11 @@ import (
 
 // Exit codes.
 const (
-	exitOK      = 0 // the run completed and met its SLO (if any)
-	exitSLO     = 1 // the SLO was not met
-	exitUsage   = 2 // bad flags or input: nothing was measured
-	exitAborted = 130
+	exitOK      = 0   // the run completed and met its SLO (if any)
+	exitSLO     = 1   // the SLO was not met
+	exitUsage   = 2   // bad flags or input: nothing was measured
+	exitWrite   = 3   // the run completed but its files under --out could not be written
+	exitAborted = 130 // interrupted (SIGINT, SIGTERM): what was recorded is reported
 )
 
 const usage = `loadgen: an open-model HTTP load generator.
@@ -29,7 +30,8 @@ Usage:
   loadgen run --target URL [flags]   generate load and report (loadgen run --help)
   loadgen merge [flags] DIR...       merge the recordings of several generators (loadgen merge --help)
 
-Exit status: 0 done (SLO met), 1 SLO not met, 2 usage error.
+Exit status: 0 done (SLO met), 1 SLO not met, 2 usage error, 3 the report
+files could not be written, 130 interrupted (what was recorded is reported).
 `
 
 func main() {

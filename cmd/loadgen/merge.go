@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"errors"
 	"flag"
 	"fmt"
@@ -16,7 +17,8 @@ import (
 const mergeUsage = `Usage: loadgen merge --out DIR [--slo SPEC] RUN...
 
 Merges the recordings of generators that ran at the same time (started
-with the same --start-at) into one, as if a single generator had made all
+with the same --start-at; recordings that do not overlap in time, or the
+same recording given twice, are refused) into one, as if a single generator had made all
 the requests: intervals are aligned on whole seconds, histograms are added
 (percentiles are never averaged), counts summed, target rates and
 connections summed. A RUN is the --out directory of a loadgen run or its
@@ -59,11 +61,17 @@ func mergeMain(args []string, stdout, stderr io.Writer) int {
 	}
 
 	logs := make([]*load.Log, 0, fs.NArg())
+	seen := make(map[[sha256.Size]byte]string, fs.NArg()) // a log's contents -> the RUN that gave it
 	for _, arg := range fs.Args() {
-		log, err := readRun(arg)
+		log, sum, err := readRun(arg)
 		if err != nil {
 			return mergeUsageError(stderr, err)
 		}
+		if prev, dup := seen[sum]; dup {
+			// Its requests would count twice.
+			return mergeUsageError(stderr, fmt.Errorf("%s and %s are the same recording: give each generator's run once", prev, arg))
+		}
+		seen[sum] = arg
 		logs = append(logs, log)
 	}
 	merged, err := load.Merge(logs...)
@@ -104,22 +112,21 @@ func writeMerged(dir string, log *load.Log, slo load.SLO) (*load.Recording, erro
 	return rec, load.WriteReports(dir, rec, slo)
 }
 
-// readRun reads a run's interval log: path itself, or run.hlog in it when
-// path is a directory.
-func readRun(path string) (*load.Log, error) {
+// readRun reads a run's interval log (path itself, or run.hlog in it when
+// path is a directory) and returns it with the SHA-256 of its contents.
+func readRun(path string) (*load.Log, [sha256.Size]byte, error) {
 	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
 		path = filepath.Join(path, "run.hlog")
 	}
-	f, err := os.Open(path)
+	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, err
+		return nil, [sha256.Size]byte{}, err
 	}
-	defer f.Close()
-	log, err := load.ReadHlog(f)
+	log, err := load.ReadHlog(bytes.NewReader(b))
 	if err != nil {
-		return nil, fmt.Errorf("%s: %v", path, err)
+		return nil, [sha256.Size]byte{}, fmt.Errorf("%s: %v", path, err)
 	}
-	return log, nil
+	return log, sha256.Sum256(b), nil
 }
 
 func mergeUsageError(stderr io.Writer, err error) int {

@@ -15,7 +15,12 @@ import (
 // 100 requests/s for 5 s at latency ms milliseconds.
 func writeRun(t *testing.T, dir, host string, latencyMS int64) {
 	t.Helper()
-	start := time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC)
+	writeRunAt(t, dir, host, latencyMS, time.Date(2024, 5, 1, 10, 0, 0, 0, time.UTC))
+}
+
+// writeRunAt is writeRun for a run that started at start.
+func writeRunAt(t *testing.T, dir, host string, latencyMS int64, start time.Time) {
+	t.Helper()
 	log := &load.Log{Meta: load.Meta{Target: "http://127.0.0.1:8080", Model: "open", TargetRate: 100, Connections: 4, Host: host, Started: start}}
 	for i := range 5 {
 		iv := load.Interval{
@@ -46,6 +51,8 @@ func TestMergeUsageErrors(t *testing.T) {
 	if err := os.WriteFile(garbage, []byte("not a histogram log\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	later := filepath.Join(dir, "later") // began after run ended
+	writeRunAt(t, later, "b", 1, time.Date(2024, 5, 1, 10, 1, 0, 0, time.UTC))
 	out := filepath.Join(dir, "out")
 	tests := []struct {
 		name string
@@ -60,6 +67,8 @@ func TestMergeUsageErrors(t *testing.T) {
 		{"missing run", []string{"--out", out, filepath.Join(dir, "missing")}, "no such file or directory"},
 		{"directory without a log", []string{"--out", out, dir}, "run.hlog: no such file or directory"},
 		{"not a log", []string{"--out", out, garbage}, "garbage.hlog: hlog line 1:"},
+		{"the same run twice", []string{"--out", out, run, filepath.Join(run, "run.hlog")}, "are the same recording"},
+		{"runs apart in time", []string{"--out", out, run, later}, "merge: recording 1 ended (2024-05-01T10:00:05Z) before recording 2 began (2024-05-01T10:01:00Z)"},
 	}
 	for _, tt := range tests {
 		var stdout, stderr bytes.Buffer

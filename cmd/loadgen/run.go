@@ -54,7 +54,7 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	var o runOptions
 	fs := flag.NewFlagSet("loadgen run", flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors are reported in one line below
-	fs.StringVar(&o.cfg.Target, "target", "", "URL to load (required); scenario paths are appended to its path")
+	fs.StringVar(&o.cfg.Target, "target", "", "URL to load (required); scenario paths are appended to its path, and its query string to theirs")
 	fs.Float64Var(&o.rate, "rate", 0, "open model: constant arrival rate, requests/s")
 	fs.StringVar(&o.stages, "stages", "", "open model: linear ramps DURATION:RATE,..., from rate 0 (e.g. 30s:1000,60s:5000,30s:0)")
 	fs.DurationVar(&o.cfg.Duration, "duration", load.DefaultDuration, "length of the measured run (with --stages: their sum)")
@@ -131,8 +131,10 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "loadgen: %v\n", err)
 		return exitAborted
 	}
-	if err != nil {
+	interrupted := err != nil
+	if interrupted {
 		fmt.Fprintln(stderr, "loadgen: run interrupted; reporting what was recorded")
+		rec.Meta.Interrupted = true
 	}
 	sum := load.Summarize(rec)
 	if err := sum.WriteText(stdout); err != nil {
@@ -150,10 +152,16 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 			}
 		}
 		if hlogErr != nil || reportErr != nil {
-			return exitUsage
+			return exitWrite
 		}
 	}
-	return sloVerdict(stderr, slo, sum)
+	code := sloVerdict(stderr, slo, sum)
+	if interrupted {
+		// A run cut short is not a pass, whatever its figures: a CI job
+		// stopped by its timeout must not read as one.
+		return exitAborted
+	}
+	return code
 }
 
 // sloVerdict prints whether sum meets slo and returns the exit code: exitOK

@@ -222,3 +222,48 @@ func TestDistributedRun(t *testing.T) {
 		t.Errorf("merged: sent %d, target rate %v, %d intervals; want 400, 200, 2", sum.Sent, sum.TargetRate, sum.Intervals)
 	}
 }
+
+// TestInterruptedRunIsNotAPass: a run stopped by a signal reports what it
+// recorded, marks summary.json interrupted and exits 130 even though its
+// SLO is met, so that a CI job stopped by its timeout does not pass.
+func TestInterruptedRunIsNotAPass(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no SIGINT to send to oneself on Windows")
+	}
+	srv := okServer(t)
+	out := t.TempDir()
+	done := make(chan int, 1)
+	var stderr string
+	go func() {
+		var code int
+		code, _, stderr = runMain("run", "--target", srv.URL, "--rate", "100", "--duration", "30s",
+			"--connections", "4", "--quiet", "--out", out, "--slo", "p99<10s")
+		done <- code
+	}()
+	time.Sleep(1500 * time.Millisecond) // the run is under way, its signal handler installed
+	self, err := os.FindProcess(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := self.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case code := <-done:
+		if code != exitAborted || !strings.Contains(stderr, "run interrupted") {
+			t.Errorf("exit %d, stderr %q; want %d", code, stderr, exitAborted)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the interrupted run did not stop")
+	}
+	var sum struct {
+		Sent int64 `json:"requests_sent"`
+		Meta struct {
+			Interrupted bool `json:"interrupted"`
+		} `json:"meta"`
+	}
+	b, _ := os.ReadFile(filepath.Join(out, "summary.json"))
+	if err := json.Unmarshal(b, &sum); err != nil || !sum.Meta.Interrupted || sum.Sent == 0 || sum.Sent >= 3000 {
+		t.Errorf("summary.json: interrupted %v, sent %d, %v; want interrupted and what was sent before", sum.Meta.Interrupted, sum.Sent, err)
+	}
+}

@@ -31,6 +31,9 @@ func Merge(recs ...*Log) (*Log, error) {
 			return nil, fmt.Errorf("merge: recording %d is nil", i+1)
 		}
 	}
+	if err := checkConcurrent(recs); err != nil {
+		return nil, err
+	}
 	meta, err := mergeMeta(recs)
 	if err != nil {
 		return nil, err
@@ -74,6 +77,30 @@ func Merge(recs ...*Log) (*Log, error) {
 		out.Intervals = append(out.Intervals, iv)
 	}
 	return out, nil
+}
+
+// checkConcurrent refuses recordings whose time spans do not all overlap:
+// sums of rates over different periods describe no run.
+func checkConcurrent(recs []*Log) error {
+	var latestStart, earliestEnd time.Time
+	var first, last int // the recordings that set them, 1-based
+	for i, rec := range recs {
+		if len(rec.Intervals) == 0 {
+			continue
+		}
+		start, end := rec.Intervals[0].Start, rec.Intervals[len(rec.Intervals)-1].End
+		if first == 0 || start.After(latestStart) {
+			latestStart, first = start, i+1
+		}
+		if last == 0 || end.Before(earliestEnd) {
+			earliestEnd, last = end, i+1
+		}
+	}
+	if first != 0 && !latestStart.Before(earliestEnd) {
+		return fmt.Errorf("merge: recording %d ended (%s) before recording %d began (%s): merge combines generators that ran at the same time (start them with the same --start-at)",
+			last, earliestEnd.Format(time.RFC3339), first, latestStart.Format(time.RFC3339))
+	}
+	return nil
 }
 
 // mergeSecond merges the intervals that start in the second at Unix time

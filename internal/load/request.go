@@ -73,6 +73,15 @@ func compileRequest(target *url.URL, common map[string]string, spec RequestSpec,
 	uri := target.RequestURI()
 	if spec.Path != "" {
 		uri = strings.TrimSuffix(target.EscapedPath(), "/") + spec.Path
+		// The target's query string (say, an API key) goes with every
+		// request, after the scenario path's own.
+		if q := target.RawQuery; q != "" {
+			sep := "?"
+			if strings.Contains(spec.Path, "?") {
+				sep = "&"
+			}
+			uri += sep + q
+		}
 	}
 	t := &requestTemplate{name: spec.Name, headOnly: method == "HEAD"}
 	if t.name == "" {

@@ -69,6 +69,9 @@ type Meta struct {
 	Scenario    string        `json:"scenario,omitempty"`
 	Host        string        `json:"host,omitempty"` // generator host name, for merged runs
 	Started     time.Time     `json:"started"`
+	// Interrupted is set when the run was stopped (SIGINT, SIGTERM) before
+	// its duration: the figures cover only what was recorded until then.
+	Interrupted bool `json:"interrupted,omitempty"`
 }
 
 // Recording is a whole run (warm-up excluded) as the reports need it: the

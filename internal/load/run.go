@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"net/url"
+	"strings"
 	"time"
 )
 
@@ -202,6 +203,10 @@ func addSpan(a, b time.Duration) (time.Duration, bool) {
 func parseTarget(target string) (*url.URL, error) {
 	if target == "" {
 		return nil, errors.New("no target: give --target http://host:port/path")
+	}
+	if !strings.Contains(target, "://") {
+		// Without a scheme, "127.0.0.1:8080" does not even parse as a URL.
+		return nil, fmt.Errorf("target %q: want an http:// or https:// URL, e.g. http://%s", target, target)
 	}
 	u, err := url.Parse(target)
 	if err != nil {

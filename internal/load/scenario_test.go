@@ -154,6 +154,18 @@ requests:
 	if tm := set.tmpls[0]; string(tm.static) != "GET /api/ HTTP/1.1\r\nHost: example.com:8080\r\n\r\n" {
 		t.Errorf("plain GET: %q", tm.static)
 	}
+	// The target's query string goes with every scenario request, after
+	// the path's own.
+	keyed, _ := url.Parse("http://example.com/api?key=k1")
+	set, _ = compileRequests(keyed, sc, nil)
+	if got := string(set.pick(g.rng).build(nil, g)); !strings.HasPrefix(got, "POST /api/users/7/orders?n=42&key=k1 HTTP/1.1\r\n") {
+		t.Errorf("with the target's query: %q", got)
+	}
+	plain, _ := ParseScenario([]byte("requests: [{weight: 1, path: /users/1}]"))
+	set, _ = compileRequests(keyed, plain, nil)
+	if got := string(set.pick(g.rng).build(nil, g)); !strings.HasPrefix(got, "GET /api/users/1?key=k1 HTTP/1.1\r\n") {
+		t.Errorf("with the target's query, a path without one: %q", got)
+	}
 	// Building a request with placeholders into a reused buffer allocates nothing.
 	set, _ = compileRequests(target, sc, []header{{"X-Trace", "t-{seq}"}})
 	buf := make([]byte, 0, 1024)

@@ -25,8 +25,8 @@ import (
 //	    the target rate and needs an open-model run; a bare value > 1 or a value
 //	    with /s (rate>=50000, rate>=500/s) is an absolute rate, valid in both models.
 //
-// Whatever the objectives, a run in which no request completed fails. A
-// latency objective whose percentile reached the histograms' top (60 s) while
+// Whatever the objectives, a run in which no request completed fails, and a
+// latency objective fails when no latency was recorded. A latency objective whose percentile reached the histograms' top (60 s) while
 // latencies were clamped there is not met: that percentile is only known to
 // be 60 s or more.
 type SLO struct {
@@ -230,6 +230,12 @@ func (s SLO) Check(sum Summary) (ok bool, failures []string) {
 func (o objective) check(sum Summary) string {
 	switch o.kind {
 	case objLatency:
+		if sum.Corrected.Count == 0 {
+			// Every request failed without a latency (refused, reset or
+			// closed connections): an empty histogram's percentiles read 0.
+			return fmt.Sprintf("%s: no latency was recorded (no response, no timeout; %s), want %s %s",
+				o.term, describeFailures(sum), o.op, formatMS(o.limit))
+		}
 		got := sum.Corrected.at(o.percentile)
 		if sum.Corrected.lowerBound(got) {
 			// Clamped at the histograms' top: the latency is at least

@@ -124,6 +124,10 @@ func TestSLOCheck(t *testing.T) {
 	closed.Meta = Meta{Model: "closed"}
 	closed.TargetRate, closed.RateRatio = 0, 0
 	empty := Summary{Meta: Meta{Model: "open", TargetRate: 1000}, TargetRate: 1000}
+	// Every request refused: completed, failed, and no latency recorded.
+	refused := empty
+	refused.Errors = map[string]int64{"connect_refused": 400}
+	refused.TransportErrors, refused.Failures, refused.FailureRatio = 400, 400, 1
 
 	tests := []struct {
 		spec     string
@@ -152,6 +156,8 @@ func TestSLOCheck(t *testing.T) {
 		{"rate>=990", closed, true, nil},
 		{"p99<1s", empty, false, []string{"no request completed"}},
 		{"errors<=0", empty, false, []string{"no request completed"}},
+		{"p99<10ms", refused, false, []string{"no latency was recorded (no response, no timeout; 400 transport, 0 5xx)"}},
+		{"max<=1s,errors<=100%", refused, false, []string{"max<=1s: no latency was recorded"}},
 	}
 	for _, tt := range tests {
 		slo, err := ParseSLO(tt.spec)
