@@ -88,7 +88,7 @@ func TestUsageErrors(t *testing.T) {
 	// Where a limit was hit, the line states the range that is accepted.
 	says := map[string]string{
 		"endless duration": "duration 2562047h47m15s with warm-up 0s and timeout 2s: longer than loadgen can time",
-		"negative loops":   "loops -1: want 0..100000 (0: half the processors)",
+		"negative loops":   "--loops -1: want 0..100000 (0: half the processors)",
 		"too many loops":   "loops 100001: want 0..100000 (0: half the processors)",
 		"steep zipf":       "zipf exponent must be above 0 and at most 100 (e.g. 1.0), got 101",
 		"zero zipf":        "zipf exponent must be above 0 and at most 100 (e.g. 1.0), got 0",

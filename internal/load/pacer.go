@@ -77,7 +77,10 @@ func ParseStages(spec string) ([]Stage, error) {
 			return nil, fmt.Errorf("stage %q: duration must be positive, e.g. 30s", part)
 		}
 		target, err := strconv.ParseFloat(strings.TrimSpace(r), 64)
-		if err != nil || target < 0 || target > MaxRate || math.IsNaN(target) {
+		if err != nil {
+			return nil, fmt.Errorf("stage %q: rate %q is not a number of requests/s", part, strings.TrimSpace(r))
+		}
+		if target < 0 || target > MaxRate || math.IsNaN(target) {
 			return nil, fmt.Errorf("stage %q: rate must be between 0 and %d requests/s", part, MaxRate)
 		}
 		stages = append(stages, Stage{Length: length, Target: target})

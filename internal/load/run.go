@@ -122,21 +122,21 @@ func (c *Config) Validate() error {
 	case c.Engine == EngineLoops && u.Scheme == "https":
 		return fmt.Errorf("engine %s: event loops speak plain http; use --engine %s for https", EngineLoops, EngineGoroutines)
 	case c.Rate < 0 || c.Rate > MaxRate || c.Rate != c.Rate:
-		return fmt.Errorf("rate %v: want 0 < rate <= %d requests/s", c.Rate, MaxRate)
+		return fmt.Errorf("--rate %v: want 0 < rate <= %d requests/s", c.Rate, MaxRate)
 	case c.Rate > 0 && len(c.Stages) > 0:
-		return errors.New("give either a rate or stages, not both")
+		return errors.New("give either --rate or --stages, not both")
 	case len(c.Stages) == 0 && c.Duration <= 0:
-		return fmt.Errorf("duration %v: want a positive duration", c.Duration)
+		return fmt.Errorf("--duration %v: want a positive duration", c.Duration)
 	case c.Warmup < 0:
-		return fmt.Errorf("warmup %v: want zero or a positive duration", c.Warmup)
+		return fmt.Errorf("--warmup %v: want zero or a positive duration", c.Warmup)
 	case c.Timeout <= 0:
-		return fmt.Errorf("timeout %v: want a positive duration", c.Timeout)
+		return fmt.Errorf("--timeout %v: want a positive duration", c.Timeout)
 	case c.Connections < 1 || c.Connections > MaxConnections:
-		return fmt.Errorf("connections %d: want 1..%d", c.Connections, MaxConnections)
+		return fmt.Errorf("--connections %d: want 1..%d", c.Connections, MaxConnections)
 	case c.Engine != "" && c.Engine != EngineLoops && c.Engine != EngineGoroutines:
-		return fmt.Errorf("engine %q: want %s or %s", c.Engine, EngineLoops, EngineGoroutines)
+		return fmt.Errorf("--engine %q: want %s or %s", c.Engine, EngineLoops, EngineGoroutines)
 	case c.Loops < 0 || c.Loops > MaxConnections:
-		return fmt.Errorf("loops %d: want 0..%d (0: half the processors)", c.Loops, MaxConnections)
+		return fmt.Errorf("--loops %d: want 0..%d (0: half the processors)", c.Loops, MaxConnections)
 	}
 	for _, s := range c.Stages {
 		if s.Length <= 0 || s.Target < 0 || s.Target > MaxRate {
