@@ -46,7 +46,7 @@ func NewMain(cfg Config, logger *slog.Logger) *Main {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Main{cfg: cfg, logger: logger, done: make(chan error, 2)}
+	return &Main{cfg: cfg, logger: logger, done: make(chan error, 3)}
 }
 
 // Run opens the database (starting the private one when needed), checks or
@@ -115,6 +115,17 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			m.done <- fmt.Errorf("public listener: %w", err)
 		}
 	}()
+	if m.pg != nil {
+		// A private PostgreSQL that dies is restarted; one that cannot be
+		// ends the program, which then exits non-zero for its supervisor,
+		// instead of answering 503 for ever.
+		failed := m.pg.Supervise()
+		go func() {
+			if err, ok := <-failed; ok {
+				m.done <- fmt.Errorf("private PostgreSQL: %w", err)
+			}
+		}()
+	}
 	m.logger.Info("storefront listening", "addr", m.ln.Addr().String(), "admin_addr", m.AdminAddr(),
 		"coalesce", m.cfg.DB.Coalesce, "pool_max_conns", m.cfg.DB.MaxConns)
 	return nil
@@ -146,7 +157,8 @@ func (m *Main) AdminAddr() string {
 	return m.adminLn.Addr().String()
 }
 
-// Done reports a listener that failed on its own.
+// Done reports what failed for good on its own: a listener, or the private
+// PostgreSQL when it could not be restarted.
 func (m *Main) Done() <-chan error { return m.done }
 
 // Close drains and stops everything in order: /readyz turns 503, after

@@ -34,7 +34,7 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	case <-ctx.Done():
 		m.logger.Info("shutdown signal received, draining", "drain_timeout", cfg.DrainTimeout)
 	case serveErr = <-m.Done():
-		m.logger.Error("listener failed", "err", serveErr)
+		m.logger.Error("stopping: cannot serve", "err", serveErr)
 	}
 	closeCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownDelay+cfg.DrainTimeout+30*time.Second)
 	defer cancel()

@@ -105,8 +105,9 @@ func waitHTTP(t *testing.T, url string, timeout time.Duration) {
 
 // TestServeEmbeddedDefault starts the program as `serve` does without a
 // DSN: a private PostgreSQL from an empty data directory, migrated and
-// seeded, answering /users/1. A second program on the same data directory
-// is refused; a restart finds the data again.
+// seeded, answering /users/1, and again after its PostgreSQL is killed. A
+// second program on the same data directory is refused; a restart finds the
+// data again.
 func TestServeEmbeddedDefault(t *testing.T) {
 	cfg := embeddedServeConfig(t)
 	cfg.AdminAddr = "127.0.0.1:0"
@@ -136,6 +137,33 @@ func TestServeEmbeddedDefault(t *testing.T) {
 		if !bytes.Contains(metrics, []byte(want)) {
 			t.Errorf("/metrics lacks %q", want)
 		}
+	}
+
+	// A private PostgreSQL that dies is restarted: lookups answer again.
+	pg := m.pg.PID()
+	if err := syscall.Kill(pg, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		resp, err := http.Get("http://" + m.Addr() + "/users/1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == 200 && m.pg.PID() != pg {
+			break
+		}
+		if resp.StatusCode != 200 && resp.StatusCode != 503 {
+			t.Fatalf("/users/1 while PostgreSQL restarts: %d, want 503 or 200", resp.StatusCode)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/users/1 still %d a minute after killing PostgreSQL (pid %d)", resp.StatusCode, pg)
+		}
+	}
+	select {
+	case err := <-m.Done():
+		t.Fatalf("the program gave up after one PostgreSQL death: %v", err)
+	default:
 	}
 
 	second := NewMain(cfg, m.logger)

@@ -697,6 +697,69 @@ func (s *Server) Restart(ctx context.Context, mode string) error {
 	return s.launch(ctx)
 }
 
+// Restarts that Supervise allows before it gives up on a postgres that
+// keeps dying.
+const (
+	superviseMaxRestarts = 5
+	superviseWindow      = time.Minute
+)
+
+// Supervise restarts postgres whenever it exits without Stop or Restart
+// asking it to (killed, crashed): the start runs crash recovery, and
+// clients reconnect as after any restart. It gives up when that start
+// fails, or when postgres has died more than five times within a minute:
+// the returned channel then receives why, and the server stays down until
+// Stop. The channel is closed, without a value, when Stop ends the
+// supervision. Call it once, after Start.
+func (s *Server) Supervise() <-chan error {
+	failed := make(chan error, 1)
+	go s.supervise(failed)
+	return failed
+}
+
+func (s *Server) supervise(failed chan<- error) {
+	defer close(failed)
+	var deaths []time.Time // within superviseWindow, oldest first
+	for {
+		s.mu.Lock()
+		p, stopped := s.proc, s.stopped
+		s.mu.Unlock()
+		if stopped || p == nil {
+			return // stopped, or a Restart that failed (its caller has the error)
+		}
+		<-p.exited
+
+		s.mu.Lock()
+		if s.stopped || s.proc != p {
+			s.mu.Unlock()
+			continue // Stop or Restart ended it on purpose
+		}
+		now := time.Now()
+		for len(deaths) > 0 && now.Sub(deaths[0]) > superviseWindow {
+			deaths = deaths[1:]
+		}
+		deaths = append(deaths, now)
+		last := s.tail.last()
+		s.halt(context.Background(), syscall.SIGQUIT) // reaps any backend left behind
+		var err error
+		if len(deaths) > superviseMaxRestarts {
+			err = fmt.Errorf("pgembed: postgres exited (%v) %d times within %v; not restarting it again; last output:%s",
+				p.err, len(deaths), superviseWindow, last)
+		} else {
+			s.log.Error("pgembed: postgres exited unexpectedly; restarting it", "err", p.err, "last_output", last)
+			if err = s.launch(context.Background()); err != nil {
+				err = fmt.Errorf("pgembed: restarting postgres after it exited (%v): %w", p.err, err)
+			}
+		}
+		s.mu.Unlock()
+		if err != nil {
+			s.log.Error("pgembed: private PostgreSQL is down", "err", err)
+			failed <- err
+			return
+		}
+	}
+}
+
 // DSN returns a keyword/value connection string for dbname over the Unix
 // socket, understood by pgx and psql alike.
 func (s *Server) DSN(dbname string) string { return s.Socket().DSN(dbname) }

@@ -748,3 +748,79 @@ func TestStartWaitsForAPostgresAboutToStop(t *testing.T) {
 		t.Errorf("SELECT 1 = %q", got)
 	}
 }
+
+// TestSuperviseRestartsAKilledPostgres kills the postmaster under
+// Supervise: a new one must take over the cluster with its data. Then,
+// with a configuration postgres refuses, the next death must end the
+// supervision with an error instead of a restart loop.
+func TestSuperviseRestartsAKilledPostgres(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	srv := startServer(t, ctx, Config{DataDir: tempDataDir(t), Ephemeral: true, Logger: testLogger(t)})
+	conn, err := pgx.Connect(ctx, srv.DSN("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The checkpoint puts the table on disk: throwaway clusters commit
+	// asynchronously.
+	for _, sql := range []string{"CREATE TABLE kept AS SELECT 'yes' AS v", "CHECKPOINT"} {
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	conn.Close(ctx)
+	failed := srv.Supervise()
+
+	first := srv.PID()
+	if err := syscall.Kill(first, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	var (
+		got     string
+		f       *os.File
+		lastErr error
+	)
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if pid := srv.PID(); pid != 0 && pid != first {
+			var conn *pgx.Conn
+			if conn, lastErr = pgx.Connect(ctx, srv.DSN("postgres")); lastErr == nil {
+				lastErr = conn.QueryRow(ctx, "SELECT v FROM kept").Scan(&got)
+				conn.Close(ctx)
+				if lastErr == nil {
+					break
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no postgres answered within a minute of killing pid %d: %v", first, lastErr)
+		}
+	}
+	if got != "yes" {
+		t.Errorf("data after the restart: %q", got)
+	}
+
+	// A postgres that cannot start: supervision gives up and says why.
+	f, err = os.OpenFile(filepath.Join(srv.clusterDir, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintln(f, "no_such_setting_for_this_test = 1")
+	f.Close()
+	if err := syscall.Kill(srv.PID(), syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err, ok := <-failed:
+		if !ok || err == nil || !strings.Contains(err.Error(), "restarting postgres") {
+			t.Errorf("supervision ended with %v (open %v); want the failed restart", err, ok)
+		}
+	case <-time.After(90 * time.Second):
+		t.Fatal("supervision neither restarted postgres nor gave up")
+	}
+	if err := srv.Stop(ctx); err != nil {
+		t.Errorf("Stop after supervision gave up: %v", err)
+	}
+	if _, ok := <-failed; ok {
+		t.Error("the channel is still open after Stop")
+	}
+}
