@@ -38,7 +38,10 @@ type Main struct {
 	ln      net.Listener
 	admin   *http.Server
 	adminLn net.Listener
-	done    chan error
+	// adminSwitch answers the admin listener while the program starts,
+	// then hands over to the API's admin handler.
+	adminSwitch httpapi.AdminSwitch
+	done        chan error
 }
 
 // NewMain returns an unstarted program.
@@ -72,6 +75,14 @@ func (m *Main) Run(ctx context.Context) (err error) {
 		if m.adminLn, err = listen(ctx, m.cfg.AdminAddr, false); err != nil {
 			return fmt.Errorf("cannot listen on admin address %s: %w", m.cfg.AdminAddr, err)
 		}
+		// Served at once: /healthz is 200 and /readyz 503 while the
+		// database starts, which may take minutes when it is seeded.
+		m.admin = &http.Server{Handler: &m.adminSwitch, ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := m.admin.Serve(m.adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				m.done <- fmt.Errorf("admin listener: %w", err)
+			}
+		}()
 	}
 
 	db, pg, err := connect(ctx, m.cfg, m.logger)
@@ -102,14 +113,7 @@ func (m *Main) Run(ctx context.Context) (err error) {
 			return fmt.Errorf("cannot listen on %s: %w", m.cfg.Addr, err)
 		}
 	}
-	if m.adminLn != nil {
-		m.admin = &http.Server{Handler: m.api.AdminHandler(reg), ReadHeaderTimeout: 5 * time.Second}
-		go func() {
-			if err := m.admin.Serve(m.adminLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				m.done <- fmt.Errorf("admin listener: %w", err)
-			}
-		}()
-	}
+	m.adminSwitch.Set(m.api.AdminHandler(reg))
 	go func() {
 		if err := m.api.Serve(m.ln); err != nil {
 			m.done <- fmt.Errorf("public listener: %w", err)
@@ -136,8 +140,8 @@ func (m *Main) closeListeners() {
 	if m.ln != nil && m.api == nil {
 		_ = m.ln.Close()
 	}
-	if m.adminLn != nil && m.admin == nil {
-		_ = m.adminLn.Close()
+	if m.admin != nil && m.api == nil {
+		_ = m.admin.Close() // closes adminLn
 	}
 }
 

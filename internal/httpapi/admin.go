@@ -3,6 +3,7 @@ package httpapi
 import (
 	"net/http"
 	"net/http/pprof"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -43,4 +44,33 @@ func (s *Server) AdminHandler(reg *prometheus.Registry) http.Handler {
 		_, _ = w.Write(bodyReady)
 	})
 	return mux
+}
+
+// AdminSwitch is the admin listener's handler from the moment its port is
+// bound: while the program starts (the database opened, migrated, perhaps
+// seeded, which can take minutes), /healthz answers 200, since the process
+// runs, and everything else 503 with {"status":"starting"}; a liveness
+// probe then does not kill a slow start. Set hands over to the full admin
+// handler.
+type AdminSwitch struct {
+	h atomic.Pointer[http.Handler]
+}
+
+// Set makes h answer every request from now on.
+func (a *AdminSwitch) Set(h http.Handler) { a.h.Store(&h) }
+
+// ServeHTTP implements http.Handler.
+func (a *AdminSwitch) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h := a.h.Load(); h != nil {
+		(*h).ServeHTTP(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if r.URL.Path == "/healthz" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		_, _ = w.Write(bodyHealthy)
+		return
+	}
+	w.Header().Set("Retry-After", "1")
+	w.WriteHeader(http.StatusServiceUnavailable)
+	_, _ = w.Write([]byte(`{"status":"starting"}`))
 }

@@ -67,3 +67,33 @@ func TestAdminListener(t *testing.T) {
 		admin.Close()
 	}
 }
+
+// TestAdminSwitchWhileStarting: before Set, /healthz is 200 and everything
+// else 503 "starting" with Retry-After; after Set, the handler given
+// answers.
+func TestAdminSwitchWhileStarting(t *testing.T) {
+	var sw httpapi.AdminSwitch
+	srv := httptest.NewServer(&sw)
+	defer srv.Close()
+	check := func(path string, status int, body string) {
+		t.Helper()
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != status || string(got) != body {
+			t.Errorf("GET %s: %d %s, want %d %s", path, resp.StatusCode, got, status, body)
+		}
+		if status == 503 && resp.Header.Get("Retry-After") != "1" {
+			t.Errorf("GET %s: 503 without Retry-After", path)
+		}
+	}
+	check("/healthz", 200, `{"status":"ok"}`)
+	check("/readyz", 503, `{"status":"starting"}`)
+	check("/metrics", 503, `{"status":"starting"}`)
+
+	sw.Set(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "full") }))
+	check("/readyz", 200, "full")
+}

@@ -113,8 +113,8 @@ func checkTraversable(dir string, u *osUser) error {
 			}
 			if !searchable(fi, u.uid, u.gid) {
 				return fmt.Errorf("pgembed: directory %s (mode %v) is not traversable by user %q, who runs postgres; "+
-					"put the data directory under a world-traversable path (tests: pgembed.MkdirTemp, not t.TempDir) or chmod o+x %s",
-					d, fi.Mode().Perm(), u.name, d)
+					"put the data directory under a world-traversable path or chmod o+x %s",
+					d, fi.Mode(), u.name, d)
 			}
 			if d == filepath.Dir(d) {
 				break

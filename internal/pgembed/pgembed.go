@@ -353,6 +353,9 @@ func (s *Server) initCluster(ctx context.Context) error {
 	if _, err := os.Stat(filepath.Join(s.clusterDir, "PG_VERSION")); err == nil {
 		return s.checkClusterDir()
 	}
+	if fi, err := os.Stat(s.clusterDir); err == nil && !fi.IsDir() {
+		return fmt.Errorf("pgembed: %s, where the cluster goes, is a file, not a directory; move it away", s.clusterDir)
+	}
 	if entries, err := os.ReadDir(s.clusterDir); err == nil && len(entries) > 0 {
 		return fmt.Errorf("pgembed: %s is not empty but holds no PostgreSQL cluster (no PG_VERSION); move it away", s.clusterDir)
 	}
@@ -887,7 +890,10 @@ func childEnv() []string {
 // mkdirMode creates dir and its parents with mode perm, exactly: the umask
 // must not take away the traverse bit others need.
 func mkdirMode(dir string, perm os.FileMode) error {
-	if _, err := os.Stat(dir); err == nil {
+	if fi, err := os.Stat(dir); err == nil {
+		if !fi.IsDir() {
+			return fmt.Errorf("%s is a file, not a directory", dir)
+		}
 		return nil
 	}
 	if err := os.MkdirAll(dir, perm); err != nil {

@@ -384,7 +384,7 @@ func TestNotTraversable(t *testing.T) {
 	}
 	private := t.TempDir() // in a 0700 directory of root's
 	_, err := Start(t.Context(), Config{DataDir: filepath.Join(private, "data")})
-	if err == nil || !strings.Contains(err.Error(), filepath.Dir(private)+" (mode -rwx------) is not traversable by user ") {
+	if err == nil || !strings.Contains(err.Error(), filepath.Dir(private)+" (mode drwx------) is not traversable by user ") {
 		t.Fatalf("Start under a 0700 dir: %v", err)
 	}
 }
