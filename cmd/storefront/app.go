@@ -253,9 +253,12 @@ func (m *Main) prepareSchema(ctx context.Context, seedDemo bool) error {
 	if seeded {
 		return nil
 	}
-	m.logger.Info("first start: seeding demo data", "users", m.cfg.DemoUsers, "products", m.cfg.DemoProducts)
+	m.logger.Info("seeding demo data (the next start completes a seeding cut short)", "users", m.cfg.DemoUsers, "products", m.cfg.DemoProducts)
 	st, err := seed.Run(ctx, pool, seed.Config{Users: m.cfg.DemoUsers, Products: m.cfg.DemoProducts, Warehouses: 3, Seed: 1})
 	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("seeding demo data interrupted; the next start seeds what is missing")
+		}
 		return fmt.Errorf("seeding demo data: %w", err)
 	}
 	m.logger.Info("demo data seeded", "elapsed", st.Elapsed.Round(time.Millisecond))

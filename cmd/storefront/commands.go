@@ -32,7 +32,7 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	var serveErr error
 	select {
 	case <-ctx.Done():
-		m.logger.Info("shutdown signal received, draining", "drain_timeout", cfg.DrainTimeout)
+		m.logger.Info("shutdown signal received, draining", "shutdown_delay", cfg.ShutdownDelay, "drain_timeout", cfg.DrainTimeout)
 	case serveErr = <-m.Done():
 		m.logger.Error("stopping: cannot serve", "err", serveErr)
 	}
