@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"storefront/internal/load"
 )
 
 func okServer(t *testing.T) *httptest.Server {
@@ -153,15 +155,9 @@ func TestRunWritesReportsAndChecksSLO(t *testing.T) {
 	if !strings.Contains(stderr, "/1s]") || strings.Contains(stderr, "\r") {
 		t.Errorf("live output %q", stderr)
 	}
-	var sum struct {
-		Sent int64 `json:"requests_sent"`
-		Meta struct {
-			Engine string `json:"engine"`
-		} `json:"meta"`
-	}
-	b, _ := os.ReadFile(filepath.Join(out, "summary.json"))
-	if err := json.Unmarshal(b, &sum); err != nil || sum.Sent != 200 {
-		t.Errorf("summary.json: sent %d, %v", sum.Sent, err)
+	sum := readSummary(t, out)
+	if sum.Sent != 200 {
+		t.Errorf("summary.json: sent %d", sum.Sent)
 	}
 	if runtime.GOOS == "linux" && (sum.Meta.Engine != "loops" || !strings.Contains(stdout, "open model on loops")) {
 		t.Errorf("engine %q, summary %q: want the event loops, named in both", sum.Meta.Engine, stdout)
@@ -256,14 +252,21 @@ func TestInterruptedRunIsNotAPass(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("the interrupted run did not stop")
 	}
-	var sum struct {
-		Sent int64 `json:"requests_sent"`
-		Meta struct {
-			Interrupted bool `json:"interrupted"`
-		} `json:"meta"`
+	if sum := readSummary(t, out); !sum.Meta.Interrupted || sum.Sent == 0 || sum.Sent >= 3000 {
+		t.Errorf("summary.json: interrupted %v, sent %d; want interrupted and what was sent before", sum.Meta.Interrupted, sum.Sent)
 	}
-	b, _ := os.ReadFile(filepath.Join(out, "summary.json"))
-	if err := json.Unmarshal(b, &sum); err != nil || !sum.Meta.Interrupted || sum.Sent == 0 || sum.Sent >= 3000 {
-		t.Errorf("summary.json: interrupted %v, sent %d, %v; want interrupted and what was sent before", sum.Meta.Interrupted, sum.Sent, err)
+}
+
+// readSummary reads the summary.json a run wrote into dir.
+func readSummary(t *testing.T, dir string) load.Summary {
+	t.Helper()
+	var sum load.Summary
+	b, err := os.ReadFile(filepath.Join(dir, "summary.json"))
+	if err == nil {
+		err = json.Unmarshal(b, &sum)
 	}
+	if err != nil {
+		t.Fatalf("summary.json: %v", err)
+	}
+	return sum
 }
