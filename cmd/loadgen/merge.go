@@ -14,7 +14,7 @@ import (
 	"storefront/internal/load"
 )
 
-const mergeUsage = `Usage: loadgen merge --out DIR [--slo SPEC] RUN...
+const mergeUsage = `Usage: loadgen merge --out DIR [--slo SPEC] RUN... (flags may also follow the runs)
 
 Merges the recordings of generators that ran at the same time (started
 with the same --start-at; recordings that do not overlap in time, or the
@@ -40,19 +40,29 @@ func mergeMain(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(io.Discard) // errors are reported in one line below
 	out := fs.String("out", "", "directory for the merged summary.json, run.hlog and report.html (required)")
 	sloSpec := fs.String("slo", "", "objectives, e.g. 'p99<80ms,p999<200ms,errors<=0,rate>=0.99'; exit 1 when not met")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stdout, mergeUsage)
-			fs.SetOutput(stdout)
-			fs.PrintDefaults()
-			return exitOK
+	// Flags may come after the runs too (merge a b --out X): parse again
+	// after each run.
+	var runs []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				fmt.Fprint(stdout, mergeUsage)
+				fs.SetOutput(stdout)
+				fs.PrintDefaults()
+				return exitOK
+			}
+			return mergeUsageError(stderr, err)
 		}
-		return mergeUsageError(stderr, err)
+		if fs.NArg() == 0 {
+			break
+		}
+		runs = append(runs, fs.Arg(0))
+		args = fs.Args()[1:]
 	}
 	if *out == "" {
 		return mergeUsageError(stderr, errors.New("--out is required"))
 	}
-	if fs.NArg() == 0 {
+	if len(runs) == 0 {
 		return mergeUsageError(stderr, errors.New("no runs to merge: give run directories or .hlog files"))
 	}
 	slo, err := load.ParseSLO(*sloSpec)
@@ -60,9 +70,9 @@ func mergeMain(args []string, stdout, stderr io.Writer) int {
 		return mergeUsageError(stderr, fmt.Errorf("--slo: %v", err))
 	}
 
-	logs := make([]*load.Log, 0, fs.NArg())
-	seen := make(map[[sha256.Size]byte]string, fs.NArg()) // a log's contents -> the RUN that gave it
-	for _, arg := range fs.Args() {
+	logs := make([]*load.Log, 0, len(runs))
+	seen := make(map[[sha256.Size]byte]string, len(runs)) // a log's contents -> the RUN that gave it
+	for _, arg := range runs {
 		log, sum, err := readRun(arg)
 		if err != nil {
 			return mergeUsageError(stderr, err)

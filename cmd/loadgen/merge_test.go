@@ -62,7 +62,7 @@ func TestMergeUsageErrors(t *testing.T) {
 		{"nothing", nil, "--out is required"},
 		{"no runs", []string{"--out", out}, "no runs to merge"},
 		{"unknown flag", []string{"--out", out, "--rate", "5", run}, "flag provided but not defined: -rate"},
-		{"flag without value", []string{run, "--out"}, "--out is required"},
+		{"flag without value", []string{run, "--out"}, "flag needs an argument: -out"},
 		{"bad slo", []string{"--out", out, "--slo", "p99<80", run}, "--slo: slo \"p99<80\": latency needs a unit"},
 		{"missing run", []string{"--out", out, filepath.Join(dir, "missing")}, "no such file or directory"},
 		{"directory without a log", []string{"--out", out, dir}, "run.hlog: no such file or directory"},
@@ -118,8 +118,14 @@ func TestMergeCommand(t *testing.T) {
 		if tt.slo != "" {
 			args = append(args, "--slo", tt.slo)
 		}
-		// A run directory and a run.hlog path are both accepted.
-		args = append(args, a, filepath.Join(b, "run.hlog"))
+		// A run directory and a run.hlog path are both accepted, and the
+		// flags may come before or after them.
+		runs := []string{a, filepath.Join(b, "run.hlog")}
+		if tt.name == "slo met" {
+			args = append(runs, args...)
+		} else {
+			args = append(args, runs...)
+		}
 		var stdout, stderr bytes.Buffer
 		if code := mergeMain(args, &stdout, &stderr); code != tt.code {
 			t.Errorf("%s: exit %d, want %d (stderr %q)", tt.name, code, tt.code, stderr.String())

@@ -110,6 +110,10 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := interruptible(stderr)
 	defer stop()
+	if !o.cfg.StartAt.IsZero() && !o.quiet {
+		fmt.Fprintf(stderr, "loadgen: waiting until %s (in %v) to start\n",
+			o.cfg.StartAt.Format(time.RFC3339Nano), time.Until(o.cfg.StartAt).Round(time.Second))
+	}
 	var live *load.Live
 	if !o.quiet {
 		live = load.NewLive(stderr, isTerminal(stderr), o.cfg)
