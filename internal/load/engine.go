@@ -134,12 +134,14 @@ func (e *engine) meta() Meta {
 // (or ctx is cancelled) and every request in flight has completed.
 func (e *engine) run(ctx context.Context) *Recording {
 	e.base = time.Now()
-	stopTimers := e.startStopping(ctx)
-	defer stopTimers()
 	done := make(chan struct{})
-	if e.pacer != nil && e.startLoops(done) {
+	if e.pacer != nil && e.startLoops(done) { // moves base to when the loops are ready
+		stopTimers := e.startStopping(ctx)
+		defer stopTimers()
 		return e.collect(ctx, done)
 	}
+	stopTimers := e.startStopping(ctx)
+	defer stopTimers()
 	e.tickets = make(chan ticket)
 	var wg sync.WaitGroup
 	for i := range e.cfg.Connections {

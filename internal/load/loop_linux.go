@@ -224,11 +224,11 @@ func newEventLoop(e *engine, index, stride int64, ids []int) (*eventLoop, error)
 
 // runLoops runs the open model on event loops and returns when every loop
 // is done.
-func (e *engine) runLoops(loops []*eventLoop, done chan<- struct{}) {
+func (e *engine) runLoops(loops []*eventLoop, ready chan<- struct{}, begin <-chan struct{}, done chan<- struct{}) {
 	finished := make(chan struct{}, len(loops))
 	for _, l := range loops {
 		go func() {
-			l.run()
+			l.run(ready, begin)
 			finished <- struct{}{}
 		}()
 	}
@@ -261,9 +261,23 @@ func (e *engine) startLoops(done chan<- struct{}) bool {
 		}
 		loops = append(loops, l)
 	}
-	go e.runLoops(loops, done)
+	// The schedule starts once every loop is on its own thread, plus
+	// loopStartLead for the loops to wake and sleep until it: a loop still
+	// starting when its first request is due would make that request late,
+	// and its start-up part of the request's latency.
+	ready, begin := make(chan struct{}, n), make(chan struct{})
+	go e.runLoops(loops, ready, begin, done)
+	for range n {
+		<-ready
+	}
+	e.base = time.Now().Add(loopStartLead)
+	close(begin)
 	return true
 }
+
+// loopStartLead is how long after the loops are ready their schedule
+// starts: enough for a parked thread to wake on a busy machine.
+const loopStartLead = 10 * time.Millisecond
 
 // advance moves to this loop's next scheduled request.
 func (l *eventLoop) advance() {
@@ -272,8 +286,9 @@ func (l *eventLoop) advance() {
 }
 
 // run is the loop, until its share of the schedule is sent (or given up)
-// and every request it sent is answered or timed out.
-func (l *eventLoop) run() {
+// and every request it sent is answered or timed out. It says when it is
+// ready on ready, and starts its schedule once begin is closed.
+func (l *eventLoop) run(ready chan<- struct{}, begin <-chan struct{}) {
 	defer l.shutdown()
 	// The loop's short sleeps should end on time: its thread is its own
 	// and has no timer slack. (The goroutine keeps its processor while it
@@ -281,6 +296,8 @@ func (l *eventLoop) run() {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	_ = rawio.PreciseTimers()
+	ready <- struct{}{}
+	<-begin
 	l.advance()
 	for {
 		now := l.e.now()
