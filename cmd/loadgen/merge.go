@@ -44,13 +44,9 @@ func mergeMain(args []string, stdout, stderr io.Writer) int {
 	// after each run.
 	var runs []string
 	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				fmt.Fprint(stdout, mergeUsage)
-				fs.SetOutput(stdout)
-				fs.PrintDefaults()
-				return exitOK
-			}
+		if help, err := parseFlags(fs, args, mergeUsage, stdout); help {
+			return exitOK
+		} else if err != nil {
 			return mergeUsageError(stderr, err)
 		}
 		if fs.NArg() == 0 {

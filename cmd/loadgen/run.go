@@ -70,13 +70,9 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&o.quiet, "quiet", false, "no live progress line")
 	fs.StringVar(&o.cfg.Engine, "engine", "", "open model: loops (event loops) or goroutines (one per connection); default loops where they work (Linux, http://)")
 	fs.IntVar(&o.cfg.Loops, "loops", 0, "open model: event loops (default half the processors; at most one fewer than the processors, rounded down to a divisor of --connections)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stdout, runUsage)
-			fs.SetOutput(stdout)
-			fs.PrintDefaults()
-			return exitOK
-		}
+	if help, err := parseFlags(fs, args, runUsage, stdout); help {
+		return exitOK
+	} else if err != nil {
 		return usageError(stderr, err)
 	}
 	if fs.NArg() > 0 {
@@ -248,6 +244,19 @@ func (o *runOptions) configure(set map[string]bool) (load.SLO, error) {
 		c.Host, _ = os.Hostname()
 	}
 	return slo, c.Validate()
+}
+
+// parseFlags parses args into fs. Asked for help, it prints usage and fs's
+// flags to stdout and reports help.
+func parseFlags(fs *flag.FlagSet, args []string, usage string, stdout io.Writer) (help bool, err error) {
+	err = fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stdout, usage)
+		fs.SetOutput(stdout)
+		fs.PrintDefaults()
+		return true, nil
+	}
+	return false, err
 }
 
 // usageError prints err as one line and returns the usage exit status.
