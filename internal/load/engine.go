@@ -101,7 +101,7 @@ func (e *engine) now() time.Duration { return time.Since(e.base) }
 
 func (e *engine) meta() Meta {
 	m := Meta{
-		Target:      e.cfg.Target,
+		Target:      e.target.Redacted(), // a password in the URL stays out of the report files
 		Model:       "closed",
 		TargetRate:  e.cfg.Rate,
 		Stages:      e.cfg.StagesSpec,

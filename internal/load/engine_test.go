@@ -473,6 +473,8 @@ func TestValidate(t *testing.T) {
 		"zero timeout":    func(c *Config) { c.Timeout = 0 },
 		"no connections":  func(c *Config) { c.Connections = 0 },
 		"bad header":      func(c *Config) { c.Headers = []string{"no colon"} },
+		"closed loops":    func(c *Config) { c.Loops = 2 },
+		"closed engine":   func(c *Config) { c.Engine = EngineLoops },
 		"bad placeholder": func(c *Config) { c.Headers = []string{"X-Id: {nope}"} },
 		// The schedule's end plus one timeout of grace must fit in a Duration.
 		"endless duration": func(c *Config) { c.Rate = 10; c.Duration = math.MaxInt64 - time.Second },
@@ -644,5 +646,54 @@ func TestStatusBelow100IsProtocolError(t *testing.T) {
 				t.Errorf("status %s: statuses %v, errors %v; want 5 protocol errors", code, tot.statuses, tot.errors)
 			}
 		}
+	})
+}
+
+// A target with user:password@ sends HTTP basic authentication on every
+// request, in both models, an explicit Authorization header wins, and the
+// password stays out of the recording's meta (and so of the report files).
+func TestTargetUserinfoIsBasicAuth(t *testing.T) {
+	var good, bad, overridden atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, pw, ok := r.BasicAuth()
+		switch {
+		case r.Header.Get("Authorization") == "Bearer tok":
+			overridden.Add(1)
+		case ok && user == "shop user" && pw == "p@ss:word":
+			good.Add(1)
+		default:
+			bad.Add(1)
+			w.WriteHeader(http.StatusUnauthorized)
+		}
+	}))
+	t.Cleanup(srv.Close)
+	target := strings.Replace(srv.URL, "http://", "http://shop%20user:p%40ss%3Aword@", 1)
+
+	check := func(t *testing.T, rec *Recording, err error, counter *atomic.Int64) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		tot := sumUp(t, rec)
+		if tot.responses == 0 || bad.Load() != 0 || counter.Load() != tot.responses {
+			t.Errorf("responses %d: %d with the expected credentials, %d without", tot.responses, counter.Load(), bad.Load())
+		}
+		if strings.Contains(rec.Meta.Target, "p%40ss") || !strings.Contains(rec.Meta.Target, "shop%20user:xxxxx@") {
+			t.Errorf("recorded target %q: want the password redacted", rec.Meta.Target)
+		}
+	}
+	t.Run("closed", func(t *testing.T) {
+		good.Store(0)
+		rec, err := Run(context.Background(), Config{Target: target, Duration: time.Second, Connections: 2})
+		check(t, rec, err, &good)
+	})
+	forEachEngine(t, func(t *testing.T, with func(Config) Config) {
+		good.Store(0)
+		rec, err := Run(context.Background(), with(Config{Target: target, Rate: 200, Duration: time.Second, Connections: 4}))
+		check(t, rec, err, &good)
+	})
+	t.Run("header wins", func(t *testing.T) {
+		rec, err := Run(context.Background(), Config{Target: target, Duration: time.Second, Connections: 2, Headers: []string{"Authorization: Bearer tok"}})
+		check(t, rec, err, &overridden)
 	})
 }

@@ -1,6 +1,7 @@
 package load
 
 import (
+	"encoding/base64"
 	"fmt"
 	"math/rand/v2"
 	"net/url"
@@ -98,6 +99,14 @@ func compileRequest(target *url.URL, common map[string]string, spec RequestSpec,
 	}
 
 	headers := []header{{"Host", target.Host}}
+	if target.User != nil {
+		// user:password@ in the target is HTTP basic authentication, as
+		// curl sends it; an Authorization header of the scenario or of
+		// --header replaces it.
+		pw, _ := target.User.Password()
+		cred := base64.StdEncoding.EncodeToString([]byte(target.User.Username() + ":" + pw))
+		headers = append(headers, header{"Authorization", "Basic " + cred})
+	}
 	set := func(name, value string) {
 		for i := range headers {
 			if strings.EqualFold(headers[i].name, name) {

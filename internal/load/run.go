@@ -137,6 +137,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("--engine %q: want %s or %s", c.Engine, EngineLoops, EngineGoroutines)
 	case c.Loops < 0 || c.Loops > MaxConnections:
 		return fmt.Errorf("--loops %d: want 0..%d (0: half the processors)", c.Loops, MaxConnections)
+	case !c.Open() && (c.Loops != 0 || c.Engine == EngineLoops):
+		// Accepted and ignored, they would make a closed run look like
+		// something it is not.
+		return errors.New("--loops and --engine loops drive the open model only (give --rate or --stages); the closed model runs a goroutine per connection")
 	}
 	for _, s := range c.Stages {
 		if s.Length <= 0 || s.Target < 0 || s.Target > MaxRate {
