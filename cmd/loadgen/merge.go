@@ -84,38 +84,45 @@ func mergeMain(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return mergeUsageError(stderr, err)
 	}
-	rec, err := writeMerged(*out, merged, slo)
+	rec, err := merged.Recording()
 	if err != nil {
 		return mergeUsageError(stderr, err)
+	}
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		return mergeUsageError(stderr, fmt.Errorf("--out: %v", err))
+	}
+	writeErr := writeMerged(*out, merged, rec, slo)
+	if writeErr != nil {
+		fmt.Fprintf(stderr, "loadgen merge: %s\n", strings.ReplaceAll(writeErr.Error(), "\n", "; "))
 	}
 	sum := load.Summarize(rec)
 	if err := sum.WriteText(stdout); err != nil {
 		fmt.Fprintf(stderr, "loadgen merge: %v\n", err)
 	}
-	fmt.Fprintf(stdout, "\nmerged %d runs into %s\n", len(logs), *out)
-	return sloVerdict(stderr, slo, sum)
+	if writeErr == nil {
+		fmt.Fprintf(stdout, "\nmerged %d runs into %s\n", len(logs), *out)
+	}
+	code := sloVerdict(stderr, slo, sum)
+	if writeErr != nil {
+		return exitWrite // as for a run whose files could not be written
+	}
+	return code
 }
 
 // writeMerged writes what a run leaves in dir for a merged log: run.hlog,
-// and summary.json and report.html from the log's Recording, which it
-// returns. The reports are built the way a run builds them, interval by
-// interval from the merged histograms.
-func writeMerged(dir string, log *load.Log, slo load.SLO) (*load.Recording, error) {
-	rec, err := log.Recording()
-	if err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
+// and summary.json and report.html from rec, the log's Recording. The
+// reports are built the way a run builds them, interval by interval from
+// the merged histograms. Every file is attempted.
+func writeMerged(dir string, log *load.Log, rec *load.Recording, slo load.SLO) error {
 	var b bytes.Buffer
-	if err := load.WriteHlog(&b, log); err != nil {
-		return nil, err
+	err := load.WriteHlog(&b, log)
+	if err == nil {
+		err = os.WriteFile(filepath.Join(dir, "run.hlog"), b.Bytes(), 0o644)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "run.hlog"), b.Bytes(), 0o644); err != nil {
-		return nil, err
+	if err != nil {
+		err = fmt.Errorf("write run.hlog: %w", err)
 	}
-	return rec, load.WriteReports(dir, rec, slo)
+	return errors.Join(err, load.WriteReports(dir, rec, slo))
 }
 
 // readRun reads a run's interval log (path itself, or run.hlog in it when

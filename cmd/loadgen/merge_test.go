@@ -38,7 +38,14 @@ func writeRunAt(t *testing.T, dir, host string, latencyMS int64, start time.Time
 		}
 		log.Intervals = append(log.Intervals, iv)
 	}
-	if _, err := writeMerged(dir, log, load.SLO{}); err != nil {
+	rec, err := log.Recording()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeMerged(dir, log, rec, load.SLO{}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -142,6 +149,37 @@ func TestMergeCommand(t *testing.T) {
 			if _, err := os.Stat(filepath.Join(out, f)); err != nil {
 				t.Errorf("%s: %v", tt.name, err)
 			}
+		}
+	}
+}
+
+// A merge whose files cannot all be written exits 3, as a run does, after
+// writing the others and printing the summary and the SLO verdict.
+func TestMergeUnwritableFileIsExit3(t *testing.T) {
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+	writeRun(t, a, "gen-a", 1)
+	writeRun(t, b, "gen-b", 1)
+	out := filepath.Join(dir, "merged")
+	// A directory where summary.json goes: no file can be written there,
+	// whoever runs the test.
+	if err := os.MkdirAll(filepath.Join(out, "summary.json"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	code := mergeMain([]string{"--out", out, "--slo", "errors<=0", a, b}, &stdout, &stderr)
+	if code != exitWrite {
+		t.Errorf("exit %d, want %d (stderr %q)", code, exitWrite, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "summary.json") || !strings.Contains(stderr.String(), "SLO met") {
+		t.Errorf("stderr %q: want the failed file named and the verdict", stderr.String())
+	}
+	if !strings.Contains(stdout.String(), "responses 1000") || strings.Contains(stdout.String(), "merged 2 runs into") {
+		t.Errorf("stdout %q: want the summary, and no claim that the files were written", stdout.String())
+	}
+	for _, f := range []string{"run.hlog", "report.html"} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Errorf("the other files: %v", err)
 		}
 	}
 }

@@ -140,6 +140,7 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	if err := sum.WriteText(stdout); err != nil {
 		fmt.Fprintf(stderr, "loadgen: %v\n", err)
 	}
+	writeFailed := false
 	if o.out != "" {
 		hlogErr := o.cfg.Hlog.Err()
 		if err := hlogFile.Close(); hlogErr == nil && err != nil {
@@ -151,11 +152,12 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 				fmt.Fprintf(stderr, "loadgen: %v\n", err)
 			}
 		}
-		if hlogErr != nil || reportErr != nil {
-			return exitWrite
-		}
+		writeFailed = hlogErr != nil || reportErr != nil
 	}
-	code := sloVerdict(stderr, slo, sum)
+	code := sloVerdict(stderr, slo, sum) // printed even when the files failed
+	if writeFailed {
+		return exitWrite
+	}
 	if interrupted {
 		// A run cut short is not a pass, whatever its figures: a CI job
 		// stopped by its timeout must not read as one.

@@ -697,3 +697,48 @@ func TestTargetUserinfoIsBasicAuth(t *testing.T) {
 		check(t, rec, err, &overridden)
 	})
 }
+
+// The achieved rate is over the schedule, not over the window that also
+// holds the wait for the last responses: a server that answers every
+// request in 400 ms keeps up with any rate.
+func TestAchievedRateLeavesOutTheDrain(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		time.Sleep(400 * time.Millisecond)
+	}))
+	t.Cleanup(srv.Close)
+	rec, err := Run(context.Background(), Config{Target: srv.URL, Rate: 20, Duration: 2 * time.Second, Connections: 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := Summarize(rec)
+	if sum.Responses != 40 || sum.DurationS < 2.3 {
+		t.Fatalf("%d responses in a window of %.2f s; want 40 in about 2.4 s", sum.Responses, sum.DurationS)
+	}
+	if sum.RateRatio < 0.99 || sum.RateRatio > 1.01 {
+		t.Errorf("achieved %.2f/s of %.0f/s (%.3f); want the target", sum.AchievedRate, sum.TargetRate, sum.RateRatio)
+	}
+}
+
+// Messages about a target that does not work keep its password out.
+func TestTargetErrorsMaskThePassword(t *testing.T) {
+	for _, target := range []string{
+		"ftp://alice:s3cr3t@127.0.0.1:1/",
+		"http://alice:s3cr3t@127.0.0.1:1/%zz",
+		"http://alice:s3cr3t@/x",
+		"alice:s3cr3t@127.0.0.1:1",
+	} {
+		c := Config{Target: target}
+		c.SetDefaults()
+		err := c.Validate()
+		if err == nil {
+			t.Errorf("%s: accepted", target)
+			continue
+		}
+		if strings.Contains(err.Error(), "s3cr3t") || !strings.Contains(err.Error(), "alice") {
+			t.Errorf("%s: %v", target, err)
+		}
+	}
+	if got := maskPassword("http://u@h:1/p@q"); got != "http://u@h:1/p@q" {
+		t.Errorf("no password: %q", got)
+	}
+}

@@ -48,8 +48,11 @@ func (l *Live) format(p Progress) string {
 	iv := p.Interval
 	secs := iv.End.Sub(iv.Start).Seconds()
 	var responses, errors int64
-	for _, n := range iv.Statuses {
+	for code, n := range iv.Statuses {
 		responses += n
+		if code >= 500 {
+			errors += n // as in the report and the SLO: transport errors plus 5xx
+		}
 	}
 	for _, n := range iv.Errors {
 		errors += n

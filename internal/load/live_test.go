@@ -15,7 +15,7 @@ func TestLiveLine(t *testing.T) {
 	start := time.Now()
 	p := Progress{
 		Interval: Interval{Start: start, End: start.Add(time.Second), Corrected: h, Uncorrected: h,
-			Statuses: map[int]int64{200: 990}, Errors: map[string]int64{ErrTimeout: 10}, LateSends: 3, InFlight: 7},
+			Statuses: map[int]int64{200: 980, 503: 10}, Errors: map[string]int64{ErrTimeout: 10}, LateSends: 3, InFlight: 7},
 		Elapsed: 5 * time.Second, Total: 30 * time.Second,
 	}
 	var plain, term bytes.Buffer
@@ -25,7 +25,7 @@ func TestLiveLine(t *testing.T) {
 	l.Update(p)
 	l.Done()
 
-	want := "[5s/30s]     990 req/s (target 1000)  p50 50.0ms  p99 99.0ms  errors 10  late 3  in-flight 7\n"
+	want := "[5s/30s]     990 req/s (target 1000)  p50 50.0ms  p99 99.0ms  errors 20  late 3  in-flight 7\n"
 	if plain.String() != want {
 		t.Errorf("plain line:\n%q\nwant\n%q", plain.String(), want)
 	}

@@ -3,6 +3,7 @@ package load
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -31,7 +32,7 @@ type Summary struct {
 	Intervals int       `json:"intervals"`
 
 	TargetRate   float64 `json:"target_rate"`          // requests/s asked for; 0 in the closed model
-	AchievedRate float64 `json:"achieved_rate"`        // responses (any status) per second
+	AchievedRate float64 `json:"achieved_rate"`        // responses (any status) per second of the schedule (Meta.Duration), or of the window when shorter
 	RateRatio    float64 `json:"rate_ratio,omitempty"` // AchievedRate / TargetRate; open model only
 
 	Sent          int64 `json:"requests_sent"`
@@ -163,7 +164,14 @@ func Summarize(rec *Recording) Summary {
 	}
 	if s.End.After(s.Start) {
 		s.DurationS = s.End.Sub(s.Start).Seconds()
-		s.AchievedRate = float64(s.Responses) / s.DurationS
+		// The rate is over the schedule: the last interval also holds the
+		// wait for the last responses (up to --timeout), when nothing more
+		// was due. An interrupted run's window is shorter than its schedule.
+		span := s.End.Sub(s.Start)
+		if d := rec.Meta.Duration; d > 0 && d < span {
+			span = d
+		}
+		s.AchievedRate = float64(s.Responses) / span.Seconds()
 	}
 	if rec.Meta.Model != "closed" && rec.Meta.TargetRate > 0 {
 		s.TargetRate = rec.Meta.TargetRate
@@ -395,14 +403,17 @@ func WriteReports(dir string, rec *Recording, slo SLO) error {
 		{"summary.json", func(w io.Writer) error { return writeSummaryJSON(w, sum, slo) }},
 		{"report.html", func(w io.Writer) error { return writeHTML(w, rec, sum, slo) }},
 	}
+	// Each file is attempted even when another failed.
+	var errs []error
 	for _, f := range files {
 		var b bytes.Buffer
 		if err := f.write(&b); err != nil {
-			return fmt.Errorf("write %s: %w", f.name, err)
+			errs = append(errs, fmt.Errorf("write %s: %w", f.name, err))
+			continue
 		}
 		if err := os.WriteFile(filepath.Join(dir, f.name), b.Bytes(), 0o644); err != nil {
-			return fmt.Errorf("write reports: %w", err)
+			errs = append(errs, fmt.Errorf("write reports: %w", err))
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }

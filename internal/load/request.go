@@ -162,11 +162,23 @@ func compileRequest(target *url.URL, common map[string]string, spec RequestSpec,
 	if err != nil {
 		return nil, err
 	}
-	if len(t.head) == 1 && len(t.body) <= 1 {
-		var g generator // no placeholders: the request never changes
-		t.static = t.build(nil, &g)
+	if literalOnly(t.head) && literalOnly(t.body) {
+		// No placeholders: the request never changes. (Parameters the
+		// request does not use are still drawn once, so build needs a
+		// working generator.)
+		t.static = t.build(nil, newGenerator(0))
 	}
 	return t, nil
+}
+
+// literalOnly reports whether parts hold no placeholder.
+func literalOnly(parts []part) bool {
+	for _, p := range parts {
+		if p.kind != partLiteral {
+			return false
+		}
+	}
+	return true
 }
 
 func appendLiteral(dst []part, s string) []part {

@@ -210,19 +210,42 @@ func parseTarget(target string) (*url.URL, error) {
 	}
 	if !strings.Contains(target, "://") {
 		// Without a scheme, "127.0.0.1:8080" does not even parse as a URL.
-		return nil, fmt.Errorf("target %q: want an http:// or https:// URL, e.g. http://%s", target, target)
+		return nil, fmt.Errorf("target %q: want an http:// or https:// URL, e.g. http://%s", maskPassword(target), maskPassword(target))
 	}
 	u, err := url.Parse(target)
 	if err != nil {
-		return nil, fmt.Errorf("target %q: %v", target, err)
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // its message repeats the URL, password included
+		}
+		return nil, fmt.Errorf("target %q: %v", maskPassword(target), err)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, fmt.Errorf("target %q: want an http:// or https:// URL", target)
+		return nil, fmt.Errorf("target %q: want an http:// or https:// URL", u.Redacted())
 	}
 	if u.Hostname() == "" {
-		return nil, fmt.Errorf("target %q: no host", target)
+		return nil, fmt.Errorf("target %q: no host", u.Redacted())
 	}
 	return u, nil
+}
+
+// maskPassword replaces the password of a target's user:password@, if it
+// has one, for messages about a target that may not parse as a URL.
+func maskPassword(target string) string {
+	rest := target
+	if i := strings.Index(rest, "://"); i >= 0 {
+		rest = rest[i+3:]
+	}
+	start := len(target) - len(rest)
+	at := strings.LastIndex(rest[:strings.IndexAny(rest+"/", "/?#")], "@")
+	if at < 0 {
+		return target
+	}
+	colon := strings.Index(rest[:at], ":")
+	if colon < 0 {
+		return target
+	}
+	return target[:start+colon+1] + "xxxxx" + target[start+at:]
 }
 
 // CheckTarget connects once to the target, so that a run against a wrong

@@ -177,6 +177,47 @@ requests:
 	}
 }
 
+// A request whose only placeholder is its whole body, or that declares a
+// parameter it does not use, compiles: the first is built afresh for every
+// request, the second once.
+func TestRequestBodyPlaceholderOnly(t *testing.T) {
+	target, _ := url.Parse("http://example.com/")
+	for _, tc := range []struct {
+		name, scenario string
+		static         bool
+	}{
+		{"seq", `requests: [{weight: 1, method: POST, path: /x, body: "{seq}"}]`, false},
+		{"uuid", `requests: [{weight: 1, method: POST, path: /x, body: "{uuid}"}]`, false},
+		{"param", `requests: [{weight: 1, method: POST, path: /x, body: "{id}", params: {id: {min: 1, max: 1000000}}}]`, false},
+		{"unused param", `requests: [{weight: 1, path: /x, params: {id: {min: 1, max: 1000}}}]`, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sc, err := ParseScenario([]byte(tc.scenario))
+			if err != nil {
+				t.Fatal(err)
+			}
+			set, err := compileRequests(target, sc, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tm := set.tmpls[0]
+			if (tm.static != nil) != tc.static {
+				t.Fatalf("built once: %v, want %v", tm.static != nil, tc.static)
+			}
+			g := newGenerator(3)
+			bodies := map[string]bool{}
+			for i := range 20 {
+				g.seq = uint64(i)
+				req := string(tm.build(nil, g))
+				bodies[req[strings.Index(req, "\r\n\r\n")+4:]] = true
+			}
+			if want := map[bool]int{true: 1, false: 20}[tc.static]; len(bodies) < want-1 || (tc.static && len(bodies) != 1) {
+				t.Errorf("%d distinct bodies in 20 requests: %v", len(bodies), bodies)
+			}
+		})
+	}
+}
+
 func TestRequestWeights(t *testing.T) {
 	target, _ := url.Parse("http://h/")
 	sc := &Scenario{Requests: []RequestSpec{{Weight: 70, Path: "/a"}, {Weight: 20, Path: "/b"}, {Weight: 10, Path: "/c"}}}

@@ -28,7 +28,9 @@ import (
 // Whatever the objectives, a run in which no request completed fails, and a
 // latency objective fails when no latency was recorded. A latency objective whose percentile reached the histograms' top (60 s) while
 // latencies were clamped there is not met: that percentile is only known to
-// be 60 s or more.
+// be 60 s or more. Nor is one whose percentile falls among timed-out requests
+// (more timeouts than the percentile leaves out): their latency is only known
+// to exceed --timeout.
 type SLO struct {
 	objectives []objective
 }
@@ -235,6 +237,15 @@ func (o objective) check(sum Summary) string {
 			// closed connections): an empty histogram's percentiles read 0.
 			return fmt.Sprintf("%s: no latency was recorded (no response, no timeout; %s), want %s %s",
 				o.term, describeFailures(sum), o.op, formatMS(o.limit))
+		}
+		// A timed-out request's latency is recorded as the time it waited,
+		// a lower bound: when more of them than the percentile leaves out
+		// were recorded, the percentile is one of those lower bounds, and an
+		// objective above --timeout would pass against a service that
+		// answered nothing.
+		if timeouts := sum.Errors[ErrTimeout]; float64(timeouts) > float64(sum.Corrected.Count)*(1-o.percentile/100) {
+			return fmt.Sprintf("%s: %d of %d recorded requests timed out, more than a %s can leave out (their latency is only known to exceed --timeout), want %s %s",
+				o.term, timeouts, sum.Corrected.Count, o.name, o.op, formatMS(o.limit))
 		}
 		got := sum.Corrected.at(o.percentile)
 		if sum.Corrected.lowerBound(got) {

@@ -114,7 +114,7 @@ func TestSLOCheck(t *testing.T) {
 		RateRatio:    0.995,
 		Responses:    9950,
 		Statuses:     map[int]int64{200: 9900, 404: 40, 503: 10},
-		Errors:       map[string]int64{"timeout": 5},
+		Errors:       map[string]int64{"reset": 5},
 		ClientErrors: 40, ServerErrors: 10, TransportErrors: 5,
 		Failures: 15, FailureRatio: 15.0 / 9955,
 		Corrected:   Latency{Count: 9950, P50MS: 2, P90MS: 10, P99MS: 80, P999MS: 150, P9999MS: 400, MaxMS: 900},
@@ -128,6 +128,16 @@ func TestSLOCheck(t *testing.T) {
 	refused := empty
 	refused.Errors = map[string]int64{"connect_refused": 400}
 	refused.TransportErrors, refused.Failures, refused.FailureRatio = 400, 400, 1
+
+	// Every request timed out (recorded at about --timeout, 300 ms), and one
+	// run where 2 of 1,000 did.
+	hung := empty
+	hung.Errors = map[string]int64{"timeout": 4}
+	hung.TransportErrors, hung.Failures, hung.FailureRatio = 4, 4, 1
+	hung.Corrected = Latency{Count: 4, P50MS: 304, P90MS: 304, P99MS: 304, P999MS: 304, P9999MS: 304, MaxMS: 304}
+	someTimeouts := open
+	someTimeouts.Errors = map[string]int64{"timeout": 2}
+	someTimeouts.Corrected = Latency{Count: 1000, P50MS: 2, P90MS: 10, P99MS: 80, P999MS: 300, P9999MS: 300, MaxMS: 300}
 
 	tests := []struct {
 		spec     string
@@ -158,6 +168,10 @@ func TestSLOCheck(t *testing.T) {
 		{"errors<=0", empty, false, []string{"no request completed"}},
 		{"p99<10ms", refused, false, []string{"no latency was recorded (no response, no timeout; 400 transport, 0 5xx)"}},
 		{"max<=1s,errors<=100%", refused, false, []string{"max<=1s: no latency was recorded"}},
+		{"p99<1s", hung, false, []string{"p99<1s: 4 of 4 recorded requests timed out, more than a p99 can leave out"}},
+		{"p50<1s", hung, false, []string{"p50<1s: 4 of 4 recorded requests timed out"}},
+		{"p99<1s", someTimeouts, true, nil},
+		{"p999<1s,max<1s", someTimeouts, false, []string{"p999<1s: 2 of 1000 recorded requests timed out", "max<1s: 2 of 1000"}},
 	}
 	for _, tt := range tests {
 		slo, err := ParseSLO(tt.spec)
