@@ -13,8 +13,8 @@
 // Config.ListenTCP is set. Authentication is trust: whoever can reach the
 // socket is superuser, which is why the socket lives inside the 0700 cluster
 // directory (root and the server's user get in, nobody else). When that
-// path is too long for a socket address the socket moves to a fresh 0755
-// directory under /tmp, reachable by every local user.
+// path is too long for a socket address the socket moves to a fresh
+// directory under /tmp, as private: mode 0700, owned by the server's user.
 //
 // initdb and postgres refuse to run as root, so a root process runs them as
 // an unprivileged user (Config.OSUser, else "postgres", else a created
@@ -436,10 +436,12 @@ func (s *Server) checkClusterDir() error {
 }
 
 // chooseSocketDir puts the socket in the cluster directory unless the
-// socket path would not fit in sun_path; then it makes a short private one.
+// socket path would not fit in sun_path, or holds a comma (clients split a
+// host on commas into a list of hosts, quoted or not); then it makes a
+// short private one.
 func (s *Server) chooseSocketDir() error {
 	s.socketDir = s.clusterDir
-	if len(socketPath(s.socketDir, s.cfg.Port)) <= maxSocketPath {
+	if len(socketPath(s.socketDir, s.cfg.Port)) <= maxSocketPath && !strings.Contains(s.socketDir, ",") {
 		return nil
 	}
 	dir, err := os.MkdirTemp("/tmp", "storefront-pg-")
@@ -447,13 +449,16 @@ func (s *Server) chooseSocketDir() error {
 		return fmt.Errorf("pgembed: socket directory: %w", err)
 	}
 	s.socketDir, s.tmpSocket = dir, true
-	if err := os.Chmod(dir, 0o755); err != nil {
+	// Private like the cluster directory: whoever reaches the socket is
+	// superuser (trust authentication). Its owner, the user who runs
+	// postgres, and root get in.
+	if err := os.Chmod(dir, 0o700); err != nil {
 		return fmt.Errorf("pgembed: %w", err)
 	}
 	if err := chown(dir, s.user); err != nil {
 		return fmt.Errorf("pgembed: %w", err)
 	}
-	s.log.Debug("pgembed: data directory too long for a socket path; socket in a short directory instead",
+	s.log.Debug("pgembed: data directory too long for a socket path, or with a comma; socket in a short private directory instead",
 		"socket_dir", dir, "max_bytes", maxSocketPath)
 	return nil
 }

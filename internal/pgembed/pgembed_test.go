@@ -345,6 +345,12 @@ func TestCrashes(t *testing.T) {
 		t.Errorf("socket dir %s for a long data dir", srv.SocketDir())
 	}
 	sockDir := srv.SocketDir()
+	// Trust authentication: only the server's user and root may reach it.
+	if fi, err := os.Stat(sockDir); err != nil {
+		t.Error(err)
+	} else if fi.Mode().Perm() != 0o700 {
+		t.Errorf("short socket dir %s has mode %v; want 0700", sockDir, fi.Mode().Perm())
+	}
 	host, port, _ := net.SplitHostPort(srv.TCPAddr())
 	if got := queryString(t, ctx, "host="+host+" port="+port+" user=postgres dbname=postgres sslmode=disable", "SELECT 1::text"); got != "1" {
 		t.Errorf("SELECT 1 over TCP = %q", got)
@@ -372,6 +378,22 @@ func TestCrashes(t *testing.T) {
 	srv = startServer(t, ctx, cfg)
 	if got := queryString(t, ctx, srv.DSN("postgres"), "SELECT 1::text"); got != "1" {
 		t.Errorf("SELECT 1 = %q after crash recovery", got)
+	}
+}
+
+// A data directory with a comma (and a space) in its path works: clients
+// would read "host=/a b,c/pg" as two hosts, so the socket goes to a short
+// private directory.
+func TestCommaInDataDir(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	dir := filepath.Join(tempDataDir(t), "a b,c")
+	srv := startServer(t, ctx, Config{DataDir: dir, Ephemeral: true, Logger: testLogger(t)})
+	if strings.Contains(srv.SocketDir(), ",") {
+		t.Errorf("socket dir %s", srv.SocketDir())
+	}
+	if got := queryString(t, ctx, srv.DSN("postgres"), "SELECT 1::text"); got != "1" {
+		t.Errorf("SELECT 1 = %q", got)
 	}
 }
 
