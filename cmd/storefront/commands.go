@@ -28,7 +28,13 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 		_ = m.Close(closeCtx)
 		return err
 	}
-	m.PrintWelcome(stderr)
+	if cfg.LogFormat == "json" {
+		// stderr is a stream of JSON lines for a log collector: the
+		// welcome goes through the logger instead.
+		m.logger.Info("storefront is ready", "api", "http://"+m.Addr(), "admin", m.AdminAddr())
+	} else {
+		m.PrintWelcome(stderr)
+	}
 	var serveErr error
 	select {
 	case <-ctx.Done():
@@ -41,7 +47,11 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	if err := m.Close(closeCtx); err != nil {
 		return err
 	}
-	m.logger.Info("stopped cleanly")
+	if serveErr != nil {
+		m.logger.Info("stopped, after the error above")
+	} else {
+		m.logger.Info("stopped cleanly")
+	}
 	return serveErr
 }
 

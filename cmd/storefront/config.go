@@ -191,6 +191,9 @@ func applyEnv(fs *flag.FlagSet, lookup func(string) (string, bool)) error {
 		name := envName(f.Name)
 		if v, ok := lookup(name); ok {
 			if err := fs.Set(f.Name, v); err != nil {
+				if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+					err = errors.New("want true or false") // strconv's "parse error" says nothing
+				}
 				errs = append(errs, fmt.Errorf("%s=%q: %v", name, v, err))
 			}
 		}

@@ -465,6 +465,10 @@ func TestEnvironmentConfig(t *testing.T) {
 	if err := applyEnv(newServeFlagSet(&cfg), func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err == nil || !strings.Contains(err.Error(), "STOREFRONT_DRAIN_TIMEOUT") {
 		t.Errorf("bad env value: %v", err)
 	}
+	env = map[string]string{"STOREFRONT_SHED": "maybe"}
+	if err := applyEnv(newServeFlagSet(&cfg), func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err == nil || err.Error() != `STOREFRONT_SHED="maybe": want true or false` {
+		t.Errorf("bad boolean env value: %v", err)
+	}
 }
 
 // TestPoolFlagsWholeNumbers checks that the int32 pool flags take a whole
@@ -559,4 +563,46 @@ func embeddedServeConfig(t *testing.T) Config {
 	cfg.Addr, cfg.AdminAddr = "127.0.0.1:0", ""
 	cfg.DataDir = filepath.Join(dir, "data")
 	return cfg
+}
+
+// With --log-format json every line on stderr is a JSON object, the
+// welcome included, so a log collector can read the stream line by line.
+func TestServeJSONLogsOnly(t *testing.T) {
+	bin := buildBinary(t)
+	dsn := pgtest.NewDatabase(t)
+	cmd := exec.Command(bin, "serve", "--dsn", dsn, "--addr", "127.0.0.1:0", "--admin-addr", "",
+		"--log-format", "json", "--log-level", "info", "--shutdown-delay", "0s")
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+		}
+	}()
+	var ready bool
+	for deadline := time.Now().Add(15 * time.Second); !ready && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		ready = strings.Contains(stderr.String(), `"msg":"storefront is ready"`)
+	}
+	if !ready {
+		t.Fatalf("no ready line within 15s:\n%s", stderr.String())
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("exit: %v\n%s", err, stderr.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no exit within 20s of SIGTERM")
+	}
+	for _, line := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
+		if !json.Valid([]byte(line)) {
+			t.Errorf("not a JSON line: %q", line)
+		}
+	}
 }

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -122,11 +123,20 @@ func TestAppendUnixSecondsAtPostgresRange(t *testing.T) {
 }
 
 func FuzzParseID(f *testing.F) {
-	for _, s := range []string{"1", "0", "-1", "9223372036854775807", "9223372036854775808", "abc", "", "1e3", "٣"} {
+	for _, s := range []string{"1", "0", "-1", "9223372036854775807", "9223372036854775808", "abc", "", "1e3", "٣",
+		"0000000000000000001", "00000000000000000001", "0009223372036854775807", "00000000000000000000"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		id, err := parseID([]byte(s))
+		// A string of ASCII digits is an id exactly when strconv reads it
+		// as a positive int64 (leading zeros included).
+		if digits := s != "" && strings.Trim(s, "0123456789") == ""; digits {
+			want, werr := strconv.ParseInt(s, 10, 64)
+			if ok := werr == nil && want > 0; ok != (err == nil) || (ok && id != want) {
+				t.Fatalf("parseID(%q) = %d, %v; strconv: %d, %v", s, id, err, want, werr)
+			}
+		}
 		if err != nil {
 			if shop.ErrorCode(err) != shop.EINVALID {
 				t.Fatalf("parseID(%q): error code %q", s, shop.ErrorCode(err))

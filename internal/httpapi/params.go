@@ -9,12 +9,12 @@ import (
 )
 
 // parseID parses a positive decimal id (1..2^63-1): digits only, no sign,
-// no spaces, no overflow.
+// no spaces, no overflow. Leading zeros are allowed, however many.
 func parseID(b []byte) (int64, error) {
 	if len(b) == 0 {
 		return 0, shop.Errorf(shop.EINVALID, "missing id")
 	}
-	if len(b) > 19 {
+	if len(bytes.TrimLeft(b, "0")) > 19 { // 19 digits cannot overflow a uint64
 		return 0, invalidID(b)
 	}
 	var n uint64
@@ -57,6 +57,9 @@ func parseIDList(b []byte) ([]int64, error) {
 			}
 		} else {
 			b = nil
+		}
+		if len(part) == 0 {
+			return nil, shop.Errorf(shop.EINVALID, "ids must not hold an empty entry (a leading comma, or two in a row)")
 		}
 		id, err := parseID(part)
 		if err != nil {

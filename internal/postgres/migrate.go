@@ -147,7 +147,7 @@ func CheckSchema(ctx context.Context, pool *pgxpool.Pool) error {
 	latest := LatestVersion()
 	switch {
 	case v < latest:
-		return fmt.Errorf("database schema is at version %d, this build needs %d: run `storefront migrate` or start with --migrate", v, latest)
+		return fmt.Errorf("database schema is at version %d, this build needs %d: run `storefront migrate` (or start `storefront serve --migrate`)", v, latest)
 	case v > latest:
 		return fmt.Errorf("database schema is at version %d, newer than this build knows (%d): upgrade storefront", v, latest)
 	}
