@@ -9,9 +9,11 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"slices"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -740,5 +742,28 @@ func TestTargetErrorsMaskThePassword(t *testing.T) {
 	}
 	if got := maskPassword("http://u@h:1/p@q"); got != "http://u@h:1/p@q" {
 		t.Errorf("no password: %q", got)
+	}
+}
+
+// Errors of the generator's own machine (out of descriptors or local
+// ports) are not blamed on the target: kind "local", with a warning in the
+// text report.
+func TestLocalErrorsAreNamed(t *testing.T) {
+	for _, err := range []error{
+		&net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("socket", syscall.EMFILE)},
+		&net.OpError{Op: "dial", Net: "tcp", Err: os.NewSyscallError("connect", syscall.EADDRNOTAVAIL)},
+		os.NewSyscallError("accept4", syscall.ENFILE),
+	} {
+		if got := ClassifyError(err); got != ErrLocal {
+			t.Errorf("%v: %s, want %s", err, got, ErrLocal)
+		}
+	}
+	sum := Summary{Errors: map[string]int64{ErrLocal: 7}, TransportErrors: 7, Failures: 7, FailureRatio: 1, Statuses: map[int]int64{}}
+	var b strings.Builder
+	if err := sum.WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "warning: 7 requests failed on this machine") || !strings.Contains(b.String(), "local: 7") {
+		t.Errorf("report:\n%s", b.String())
 	}
 }

@@ -18,12 +18,13 @@ const (
 	ErrDNS            = "dns"             // the target's host name did not resolve
 	ErrProtocol       = "protocol"        // the response was not valid HTTP/1.1
 	ErrUnsent         = "unsent"          // due by the end of the run but never left: no connection came free in time
+	ErrLocal          = "local"           // loadgen's own machine ran out: file descriptors, local ports, buffers
 	ErrOther          = "other"
 )
 
 // errorKinds lists every kind in a fixed order so that counters can live in
 // an array instead of a map on the hot path.
-var errorKinds = [...]string{ErrConnectRefused, ErrTimeout, ErrReset, ErrEOF, ErrDNS, ErrProtocol, ErrUnsent, ErrOther}
+var errorKinds = [...]string{ErrConnectRefused, ErrTimeout, ErrReset, ErrEOF, ErrDNS, ErrProtocol, ErrUnsent, ErrLocal, ErrOther}
 
 type errorKind uint8
 
@@ -35,6 +36,7 @@ const (
 	kindDNS
 	kindProtocol
 	kindUnsent
+	kindLocal
 	kindOther
 	numErrorKinds
 )
@@ -72,6 +74,10 @@ func classify(err error) errorKind {
 		return kindEOF
 	case errors.As(err, &protErr):
 		return kindProtocol
+	case errors.Is(err, syscall.EMFILE), errors.Is(err, syscall.ENFILE), errors.Is(err, syscall.EADDRNOTAVAIL),
+		errors.Is(err, syscall.ENOBUFS), errors.Is(err, syscall.ENOMEM):
+		// Not the target's doing: the generator's own limits.
+		return kindLocal
 	}
 	return kindOther
 }

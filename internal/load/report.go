@@ -277,6 +277,9 @@ func (s Summary) WriteText(w io.Writer) error {
 	if len(s.Errors) > 0 {
 		fmt.Fprintln(&b, "transport  "+formatCountRows(errorRows(s.Errors)))
 	}
+	if n := s.Errors[ErrLocal]; n > 0 {
+		fmt.Fprintf(&b, "warning: %d requests failed on this machine, not at the target (out of file descriptors, local ports or buffers): raise `ulimit -n`, or use fewer --connections\n", n)
+	}
 	_, err := w.Write(b.Bytes())
 	return err
 }

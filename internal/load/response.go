@@ -60,6 +60,10 @@ func (h *responseHead) field(line []byte) error {
 			}
 			length = length*10 + int64(b-'0')
 		}
+		if h.length >= 0 && h.length != length {
+			// Which one frames the body? RFC 9112 §6.3: unrecoverable.
+			return &protocolError{fmt.Sprintf("conflicting Content-Length headers %d and %d", h.length, length)}
+		}
 		h.length = length
 	case len(name) == 17 && equalFoldLower(name, headerTransferEncoding):
 		h.chunked = len(value) >= 7 && equalFoldLower(value[len(value)-7:], []byte("chunked"))

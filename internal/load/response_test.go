@@ -31,6 +31,27 @@ var responseSamples = []string{
 	"SSH-2.0-OpenSSH_9.2\r\n",
 	"",
 	"HTTP/1.1 099 Below 100\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\nNEXT",
+	"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nokNEXT",
+	"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 5\r\n\r\nokNEXT",
+}
+
+// Repeated Content-Length headers that agree frame the body; ones that
+// disagree are a protocol error at once, not a wait for a body that may
+// never come.
+func TestConflictingContentLength(t *testing.T) {
+	same := []byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nokNEXT")
+	if p := parseBuffered(same, false); !p.ok || p.consumed != len(same)-4 {
+		t.Errorf("agreeing lengths: %+v", p)
+	}
+	conflict := []byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 5\r\n\r\nokNEXT")
+	if p := parseBuffered(conflict, false); p.ok {
+		t.Errorf("conflicting lengths accepted: %+v", p)
+	}
+	var r responseReader
+	r.reset(false)
+	if _, err := r.feed(conflict); err == nil {
+		t.Error("conflicting lengths accepted by the streaming reader")
+	}
 }
 
 // parsed is what a parser made of a response.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path"
 	"sort"
@@ -139,8 +140,8 @@ func (s *Scenario) Validate() error {
 		if r.Name != "" {
 			where += " (" + r.Name + ")"
 		}
-		if !(r.Weight >= 0) {
-			return fmt.Errorf("%s: weight must be >= 0", where)
+		if !(r.Weight >= 0) || math.IsInf(r.Weight, 1) {
+			return fmt.Errorf("%s: weight must be a finite number >= 0", where)
 		}
 		total += r.Weight
 		if r.Method != "" && !isToken(r.Method) {
@@ -170,6 +171,9 @@ func (s *Scenario) Validate() error {
 	}
 	if !(total > 0) {
 		return errors.New("the weights add up to 0")
+	}
+	if math.IsInf(total, 1) {
+		return errors.New("the weights add up to more than a float64 holds: scale them down")
 	}
 	return checkHeaders(s.Headers)
 }

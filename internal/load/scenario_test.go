@@ -46,20 +46,22 @@ requests:
 
 func TestParseScenarioErrors(t *testing.T) {
 	cases := map[string]string{
-		"empty":           ``,
-		"not yaml":        "requests: [",
-		"unknown field":   "requests:\n  - path: /a\n    weight: 1\n    wieght: 2\n",
-		"no requests":     "name: x\n",
-		"zero weights":    "requests:\n  - path: /a\n    weight: 0\n",
-		"relative path":   "requests:\n  - path: a\n    weight: 1\n",
-		"unknown param":   "requests:\n  - path: /a/{id}\n    weight: 1\n",
-		"bad dist":        "requests:\n  - path: /a/{id}\n    weight: 1\n    params: {id: {dist: pareto, min: 1, max: 2}}\n",
-		"zipf exponent":   "requests:\n  - path: /a/{id}\n    weight: 1\n    params: {id: {dist: zipf, min: 1, max: 2}}\n",
-		"max below min":   "requests:\n  - path: /a/{id}\n    weight: 1\n    params: {id: {min: 5, max: 2}}\n",
-		"hotset fraction": "requests:\n  - path: /a/{id}\n    weight: 1\n    params: {id: {dist: hotset, min: 1, max: 9, hot_fraction: 2}}\n",
-		"bad header":      "headers: {\"X Bad\": v}\nrequests:\n  - path: /a\n    weight: 1\n",
-		"json trailing":   `{"requests": [{"path": "/a", "weight": 1}]} {}`,
-		"json unknown":    `{"requests": [{"path": "/a", "weight": 1, "x": 1}]}`,
+		"empty":            ``,
+		"not yaml":         "requests: [",
+		"unknown field":    "requests:\n  - path: /a\n    weight: 1\n    wieght: 2\n",
+		"no requests":      "name: x\n",
+		"zero weights":     "requests:\n  - path: /a\n    weight: 0\n",
+		"infinite weight":  "requests:\n  - path: /a\n    weight: .inf\n  - path: /b\n    weight: 1\n",
+		"weights overflow": "requests:\n  - path: /a\n    weight: 1e308\n  - path: /b\n    weight: 1e308\n",
+		"relative path":    "requests:\n  - path: a\n    weight: 1\n",
+		"unknown param":    "requests:\n  - path: /a/{id}\n    weight: 1\n",
+		"bad dist":         "requests:\n  - path: /a/{id}\n    weight: 1\n    params: {id: {dist: pareto, min: 1, max: 2}}\n",
+		"zipf exponent":    "requests:\n  - path: /a/{id}\n    weight: 1\n    params: {id: {dist: zipf, min: 1, max: 2}}\n",
+		"max below min":    "requests:\n  - path: /a/{id}\n    weight: 1\n    params: {id: {min: 5, max: 2}}\n",
+		"hotset fraction":  "requests:\n  - path: /a/{id}\n    weight: 1\n    params: {id: {dist: hotset, min: 1, max: 9, hot_fraction: 2}}\n",
+		"bad header":       "headers: {\"X Bad\": v}\nrequests:\n  - path: /a\n    weight: 1\n",
+		"json trailing":    `{"requests": [{"path": "/a", "weight": 1}]} {}`,
+		"json unknown":     `{"requests": [{"path": "/a", "weight": 1, "x": 1}]}`,
 	}
 	for name, text := range cases {
 		_, err := ParseScenario([]byte(text))
