@@ -17,15 +17,17 @@ import (
 const mergeUsage = `Usage: loadgen merge --out DIR [--slo SPEC] RUN... (flags may also follow the runs)
 
 Merges the recordings of generators that ran at the same time (started
-with the same --start-at; recordings that do not overlap in time, or the
-same recording given twice, are refused) into one, as if a single generator had made all
+with the same --start-at; recordings that do not overlap in time, the
+same recording given twice, or a merge given with a run of one of its
+generators, are refused) into one, as if a single generator had made all
 the requests: intervals are aligned on whole seconds, histograms are added
 (percentiles are never averaged), counts summed, target rates and
 connections summed. A RUN is the --out directory of a loadgen run or its
 run.hlog file. Writes summary.json, run.hlog and report.html into --out and
 prints the summary.
 
-Exit status: 0 merged (SLO met), 1 SLO not met, 2 usage error or unreadable input.
+Exit status: 0 merged (SLO met), 1 SLO not met, 2 usage error or unreadable input,
+3 the merged files could not all be written.
 
 Flags:
 `

@@ -142,6 +142,7 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	}
 	writeFailed := false
 	if o.out != "" {
+		_ = o.cfg.Hlog.WriteEnd(interrupted) // its error, if any, is Err's
 		hlogErr := o.cfg.Hlog.Err()
 		if err := hlogFile.Close(); hlogErr == nil && err != nil {
 			hlogErr = fmt.Errorf("write hlog: %w", err)

@@ -255,6 +255,18 @@ func TestInterruptedRunIsNotAPass(t *testing.T) {
 	if sum := readSummary(t, out); !sum.Meta.Interrupted || sum.Sent == 0 || sum.Sent >= 3000 {
 		t.Errorf("summary.json: interrupted %v, sent %d; want interrupted and what was sent before", sum.Meta.Interrupted, sum.Sent)
 	}
+	// The interval log says so too, so that a merge of it is marked.
+	merged := filepath.Join(t.TempDir(), "merged")
+	var mout, merr bytes.Buffer
+	if code := mergeMain([]string{"--out", merged, out}, &mout, &merr); code != exitOK {
+		t.Fatalf("merge: exit %d: %s", code, merr.String())
+	}
+	if sum := readSummary(t, merged); !sum.Meta.Interrupted || !strings.Contains(mout.String(), "interrupted: stopped") {
+		t.Errorf("merged: interrupted %v, report:\n%s", sum.Meta.Interrupted, mout.String())
+	}
+	if html, err := os.ReadFile(filepath.Join(merged, "report.html")); err != nil || !strings.Contains(string(html), "interrupted") {
+		t.Errorf("merged report.html does not say interrupted (%v)", err)
+	}
 }
 
 // readSummary reads the summary.json a run wrote into dir.

@@ -68,6 +68,7 @@ const (
 const (
 	hlogMetaPrefix     = "#[storefront-loadgen meta "
 	hlogIntervalPrefix = "#[storefront-loadgen interval "
+	hlogEndPrefix      = "#[storefront-loadgen end "
 	hlogLegend         = `"StartTimestamp","Interval_Length","Interval_Max","Interval_Compressed_Histogram"`
 )
 
@@ -206,6 +207,26 @@ func (hw *HlogWriter) WriteInterval(iv Interval) error {
 	return hw.flush()
 }
 
+// hlogEnd is the JSON of the comment that ends a run's log.
+type hlogEnd struct {
+	Interrupted bool `json:"interrupted"`
+}
+
+// WriteEnd ends a run's log with a comment saying whether the run was
+// interrupted: the header was written before the run, when that was not
+// known, and loadgen merge must not take a run cut short for a complete
+// one.
+func (hw *HlogWriter) WriteEnd(interrupted bool) error {
+	if hw.err != nil {
+		return hw.err
+	}
+	if !hw.header {
+		return hw.fail(errors.New("an end before the header"))
+	}
+	fmt.Fprintf(hw.w, "%s{\"interrupted\":%t}]\n", hlogEndPrefix, interrupted)
+	return hw.flush()
+}
+
 func (hw *HlogWriter) flush() error {
 	if err := hw.w.Flush(); err != nil {
 		return hw.fail(err)
@@ -281,6 +302,7 @@ func ReadHlog(r io.Reader) (*Log, error) {
 		meta                *Meta
 		intervals           = make(map[int64]*Interval)
 		counted             = make(map[int64]bool)
+		interrupted         bool
 	)
 	interval := func(startMS int64) *Interval {
 		iv := intervals[startMS]
@@ -323,6 +345,12 @@ func ReadHlog(r io.Reader) (*Log, error) {
 			if err := json.Unmarshal([]byte(hlogCommentJSON(line, hlogMetaPrefix)), meta); err != nil {
 				return nil, fail("run meta: %v", err)
 			}
+		case strings.HasPrefix(line, hlogEndPrefix):
+			var end hlogEnd
+			if err := json.Unmarshal([]byte(hlogCommentJSON(line, hlogEndPrefix)), &end); err != nil {
+				return nil, fail("end of run: %v", err)
+			}
+			interrupted = interrupted || end.Interrupted
 		case strings.HasPrefix(line, hlogIntervalPrefix):
 			var c hlogInterval
 			if err := json.Unmarshal([]byte(hlogCommentJSON(line, hlogIntervalPrefix)), &c); err != nil {
@@ -431,6 +459,7 @@ func ReadHlog(r io.Reader) (*Log, error) {
 	case len(rec.Intervals) > 0:
 		rec.Meta.Started = rec.Intervals[0].Start
 	}
+	rec.Meta.Interrupted = rec.Meta.Interrupted || interrupted
 	return rec, nil
 }
 

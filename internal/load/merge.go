@@ -34,6 +34,9 @@ func Merge(recs ...*Log) (*Log, error) {
 	if err := checkConcurrent(recs); err != nil {
 		return nil, err
 	}
+	if err := checkRemerge(recs); err != nil {
+		return nil, err
+	}
 	meta, err := mergeMeta(recs)
 	if err != nil {
 		return nil, err
@@ -77,6 +80,40 @@ func Merge(recs ...*Log) (*Log, error) {
 		out.Intervals = append(out.Intervals, iv)
 	}
 	return out, nil
+}
+
+// checkRemerge refuses a merged recording (its host label lists several
+// generators) given with another recording of one of its generators: that
+// generator's requests would count twice. Runs of separate generators that
+// share a label (two on one machine) are not refused; --host-label tells
+// them apart.
+func checkRemerge(recs []*Log) error {
+	hosts := func(rec *Log) []string {
+		var hs []string
+		for _, h := range strings.Split(rec.Meta.Host, ",") {
+			if h = strings.TrimSpace(h); h != "" {
+				hs = append(hs, h)
+			}
+		}
+		return hs
+	}
+	for i, merged := range recs {
+		mh := hosts(merged)
+		if len(mh) < 2 {
+			continue
+		}
+		for j, other := range recs {
+			if j == i {
+				continue
+			}
+			for _, h := range hosts(other) {
+				if slices.Contains(mh, h) {
+					return fmt.Errorf("merge: recording %d is a merge that holds generator %q, and recording %d is %q too: its requests would count twice; merge each generator's own run once", i+1, h, j+1, h)
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // checkConcurrent refuses recordings whose time spans do not all overlap:
@@ -185,6 +222,7 @@ func mergeMeta(recs []*Log) (Meta, error) {
 		m.Connections += r.Connections
 		m.Duration = max(m.Duration, r.Duration)
 		m.Warmup = max(m.Warmup, r.Warmup)
+		m.Interrupted = m.Interrupted || r.Interrupted // one generator cut short: the merge is short of requests
 		if !r.Started.IsZero() && (m.Started.IsZero() || r.Started.Before(m.Started)) {
 			m.Started = r.Started
 		}

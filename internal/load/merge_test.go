@@ -206,6 +206,9 @@ func TestMergeErrors(t *testing.T) {
 		{"nothing", nil, "no recordings"},
 		{"nil", []*Log{open, nil}, "recording 2 is nil"},
 		{"mixed models", []*Log{open, closed}, "cannot mix open-model and closed-model"},
+		// A merge of g1 and g2 merged again with g1's run.
+		{"merged again", []*Log{{Meta: Meta{Model: "open", Host: "g1,g2"}}, {Meta: Meta{Model: "open", Host: "g1"}}},
+			`recording 1 is a merge that holds generator "g1", and recording 2 is "g1" too`},
 	}
 	for _, tt := range tests {
 		_, err := Merge(tt.recs...)
@@ -219,14 +222,14 @@ func TestMergeMetaHosts(t *testing.T) {
 	recs := []*Log{
 		{Meta: Meta{Host: "a,b", Scenario: "browse", Stages: "10s:100"}},
 		{Meta: Meta{Host: "c", Scenario: "browse", Stages: "10s:100"}},
-		{Meta: Meta{Host: "b", Scenario: "checkout", Stages: "20s:5"}},
+		{Meta: Meta{Host: "d", Scenario: "checkout", Stages: "20s:5"}},
 		{Meta: Meta{}},
 	}
 	merged, err := Merge(recs...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if m := merged.Meta; m.Host != "a,b,c,1 unnamed" || m.Scenario != "browse checkout" || m.Stages != "" {
+	if m := merged.Meta; m.Host != "a,b,c,d,1 unnamed" || m.Scenario != "browse checkout" || m.Stages != "" {
 		t.Errorf("meta = %+v", m)
 	}
 }

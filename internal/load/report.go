@@ -243,6 +243,9 @@ func (s Summary) WriteText(w io.Writer) error {
 		fmt.Fprintln(&b, "window     nothing recorded")
 	}
 
+	if m.Interrupted {
+		fmt.Fprintln(&b, "interrupted: stopped (SIGINT or SIGTERM) before the end of its schedule; the figures cover what was recorded")
+	}
 	if s.TargetRate > 0 {
 		fmt.Fprintf(&b, "rate       target %.1f/s   achieved %.1f/s (%s of target)\n", s.TargetRate, s.AchievedRate, formatPercent(s.RateRatio))
 	} else {

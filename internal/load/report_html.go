@@ -88,6 +88,9 @@ func newReportView(rec *Recording, sum Summary, slo SLO) reportView {
 		)
 	}
 	v.Run = append(v.Run, reportRow{"recorded", fmt.Sprintf("%.1f s in %d intervals", sum.DurationS, sum.Intervals)})
+	if m.Interrupted {
+		v.Run = append(v.Run, reportRow{"interrupted", "stopped (SIGINT or SIGTERM) before the end of its schedule: the figures cover what was recorded"})
+	}
 	if m.Warmup > 0 {
 		v.Run = append(v.Run, reportRow{"warm-up (excluded)", m.Warmup.String()})
 	}
