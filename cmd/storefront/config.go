@@ -94,12 +94,55 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("--demo-users and --demo-products must be at most %d", seed.MaxRows))
 	}
 	if err := c.DB.Validate(); err != nil {
-		errs = append(errs, err)
+		errs = append(errs, withFlagNames(err))
 	}
 	if err := c.HTTP.Validate(); err != nil {
-		errs = append(errs, err)
+		errs = append(errs, withFlagNames(err))
 	}
 	return errors.Join(errs...)
+}
+
+// flagSubjects maps the subjects of the postgres and httpapi packages'
+// validation messages ("read timeout must be > 0") to the flags that set
+// them, so that a message names what the user typed. Longer subjects come
+// before their prefixes. TestValidationNamesFlags keeps it in step with the
+// packages' messages.
+var flagSubjects = []struct{ subject, flag string }{
+	{"min pool connections", "--pool-min-conns"},
+	{"max pool connections", "--pool-max-conns"},
+	{"pool acquire timeout", "--pool-acquire-timeout"},
+	{"statement timeout", "--statement-timeout"},
+	{"max connection lifetime jitter", "--pool-max-conn-lifetime-jitter"},
+	{"max connection lifetime", "--pool-max-conn-lifetime"},
+	{"max batch", "--coalesce-max-batch"},
+	{"batch mode", "--coalesce-mode"},
+	{"batches in flight", "--coalesce-in-flight"},
+	{"coalesced queries in flight", "--coalesce-queries"},
+	{"read timeout", "--read-timeout"},
+	{"write timeout", "--write-timeout"},
+	{"idle timeout", "--idle-timeout"},
+	{"request timeout", "--request-timeout"},
+	{"max header bytes", "--max-header-bytes"},
+	{"max body bytes", "--max-body-bytes"},
+	{"max connections", "--max-conns"},
+	{"event loops", "--event-loops"},
+	{"access log sampling", "--access-log-every"},
+	{"shed max in-flight", "--shed-max-inflight"},
+}
+
+// withFlagNames rewrites each line of a package's validation error to start
+// with the flag its subject comes from.
+func withFlagNames(err error) error {
+	lines := strings.Split(err.Error(), "\n")
+	for i, line := range lines {
+		for _, fs := range flagSubjects {
+			if strings.HasPrefix(line, fs.subject+" ") {
+				lines[i] = fs.flag + line[len(fs.subject):]
+				break
+			}
+		}
+	}
+	return errors.New(strings.Join(lines, "\n"))
 }
 
 // checkListenAddr reports an address that cannot be listened on whatever

@@ -606,3 +606,33 @@ func TestServeJSONLogsOnly(t *testing.T) {
 		}
 	}
 }
+
+// TestValidationNamesFlags gives every serve flag the packages validate an
+// unusable value and checks that the message starts with that flag.
+func TestValidationNamesFlags(t *testing.T) {
+	for flagName, value := range map[string]string{
+		"pool-min-conns": "-2", "pool-max-conns": "0", "pool-acquire-timeout": "0s", "statement-timeout": "0s",
+		"pool-max-conn-lifetime": "0s", "pool-max-conn-lifetime-jitter": "-1s", "coalesce-max-batch": "0",
+		"coalesce-mode": "batch", "coalesce-in-flight": "0", "coalesce-queries": "-1",
+		"read-timeout": "0s", "write-timeout": "0s", "idle-timeout": "0s", "request-timeout": "0s",
+		"max-header-bytes": "10", "max-body-bytes": "-1", "max-conns": "0", "event-loops": "-1",
+		"access-log-every": "-1", "shed-max-inflight": "1",
+	} {
+		cfg := DefaultConfig()
+		fs := newServeFlagSet(&cfg)
+		if err := fs.Parse([]string{"--" + flagName + "=" + value}); err != nil {
+			t.Fatalf("--%s=%s: %v", flagName, value, err)
+		}
+		err := cfg.Validate()
+		if err == nil || !strings.HasPrefix(err.Error(), "--"+flagName+" ") {
+			t.Errorf("--%s=%s: %v; want a message starting with the flag", flagName, value, err)
+		}
+	}
+	// Two at once: one line each.
+	cfg := DefaultConfig()
+	fs := newServeFlagSet(&cfg)
+	_ = fs.Parse([]string{"--pool-min-conns=5", "--pool-max-conns=3", "--idle-timeout=0s"})
+	if err := cfg.Validate(); err == nil || err.Error() != "--pool-min-conns (5) exceeds max (3)\n--idle-timeout must be > 0" {
+		t.Errorf("two problems: %q", err)
+	}
+}
