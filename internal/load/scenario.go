@@ -121,11 +121,72 @@ func decodeStrict(data []byte, v any) error {
 		if dec.More() {
 			return errors.New("trailing data after the JSON object")
 		}
+		// encoding/json keeps the last of a repeated key; YAML refuses one.
+		if key := jsonRepeatedKey(t); key != "" {
+			return fmt.Errorf("key %q appears twice in one JSON object", key)
+		}
 		return nil
 	}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
-	return dec.Decode(v)
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	// A second document would be ignored silently.
+	var next yaml.Node
+	switch err := dec.Decode(&next); {
+	case errors.Is(err, io.EOF):
+		return nil
+	case err != nil:
+		return err
+	}
+	return errors.New("a second YAML document (after ---): give one scenario per file")
+}
+
+// jsonRepeatedKey returns the first key that appears twice in one object of
+// the JSON document data ("" when none does, or when data does not parse:
+// the decoder reports that).
+func jsonRepeatedKey(data []byte) string {
+	type level struct {
+		keys      map[string]bool // nil in an array
+		expectKey bool
+	}
+	var stack []*level
+	dec := json.NewDecoder(bytes.NewReader(data))
+	valueDone := func() { // a value ended: its object expects a key next
+		if n := len(stack); n > 0 && stack[n-1].keys != nil {
+			stack[n-1].expectKey = true
+		}
+	}
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return ""
+		}
+		switch t := tok.(type) {
+		case json.Delim:
+			switch t {
+			case '{':
+				stack = append(stack, &level{keys: map[string]bool{}, expectKey: true})
+			case '[':
+				stack = append(stack, &level{})
+			default:
+				stack = stack[:len(stack)-1]
+				valueDone()
+			}
+			continue
+		case string:
+			if n := len(stack); n > 0 && stack[n-1].expectKey {
+				if stack[n-1].keys[t] {
+					return t
+				}
+				stack[n-1].keys[t] = true
+				stack[n-1].expectKey = false
+				continue
+			}
+		}
+		valueDone()
+	}
 }
 
 // Validate checks weights, methods, paths, distributions and that every
