@@ -361,6 +361,13 @@ func (e *engine) exchange(w *worker, seq uint64, intended time.Duration, open bo
 // timeout) is dialed again once, as browsers and HTTP libraries do.
 func (e *engine) roundTrip(w *worker, tmpl *requestTemplate, deadline time.Time) (status int, dialed bool, err error) {
 	for attempt := 0; ; attempt++ {
+		if w.conn != nil && w.conn.br.Buffered() > 0 {
+			// Bytes nobody asked for (a second response to one request):
+			// they would pass for this request's response. As the event
+			// loops do, the connection is dropped for a fresh one.
+			w.conn.close()
+			w.conn = nil
+		}
 		fresh := w.conn == nil
 		if fresh {
 			w.conn, err = e.dialer.dial(context.Background(), deadline)

@@ -767,3 +767,55 @@ func TestLocalErrorsAreNamed(t *testing.T) {
 		t.Errorf("report:\n%s", b.String())
 	}
 }
+
+// A server that answers every request twice, in one write: the second
+// answer, which nobody asked for, is not taken for the next request's, on
+// either engine (the connection is dropped for a fresh one). One that
+// arrives after the next request left cannot be told from its answer.
+func TestUnrequestedResponseIsNotCounted(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					io.Copy(io.Discard, req.Body)
+					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"+
+						"HTTP/1.1 500 Oops\r\nContent-Length: 2\r\n\r\nno")
+				}
+			}()
+		}
+	}()
+	target := "http://" + ln.Addr().String()
+	check := func(t *testing.T, rec *Recording, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		tot := sumUp(t, rec)
+		if tot.responses == 0 || tot.statuses[500] != 0 || tot.statuses[200] != tot.responses {
+			t.Errorf("statuses %v: the unrequested 500s were counted", tot.statuses)
+		}
+	}
+	t.Run("closed", func(t *testing.T) {
+		rec, err := Run(context.Background(), Config{Target: target, Duration: time.Second, Connections: 2})
+		check(t, rec, err)
+	})
+	forEachEngine(t, func(t *testing.T, with func(Config) Config) {
+		rec, err := Run(context.Background(), with(Config{Target: target, Rate: 100, Duration: time.Second, Connections: 4}))
+		check(t, rec, err)
+	})
+}
