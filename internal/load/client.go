@@ -133,10 +133,17 @@ func (c *httpConn) readResponse(headOnly bool) (status int, reuse bool, err erro
 	if err != nil {
 		return 0, false, err
 	}
+	size := len(line) // the head so far, bounded as the event loops bound it
 	for {
 		line, err = c.br.ReadSlice('\n')
-		for err == bufio.ErrBufferFull { // an overlong header line: skip the rest of it
-			_, err = c.br.ReadSlice('\n')
+		size += len(line)
+		for err == bufio.ErrBufferFull && size <= maxResponseHeader { // an overlong header line: skip the rest of it
+			var rest []byte
+			rest, err = c.br.ReadSlice('\n')
+			size += len(rest)
+		}
+		if size > maxResponseHeader {
+			return 0, false, &protocolError{"response header too long"}
 		}
 		if err != nil {
 			return 0, false, err

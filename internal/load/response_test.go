@@ -3,6 +3,7 @@ package load
 import (
 	"bufio"
 	"bytes"
+	"strings"
 	"testing"
 )
 
@@ -155,4 +156,23 @@ func FuzzResponseReader(f *testing.F) {
 			t.Errorf("%q head=%v pieces %v: %+v, client %+v", in, headOnly, pieces, got, want)
 		}
 	})
+}
+
+// Both engines' parsers bound a response's head alike: a long header line
+// within the bound is fine, a head over it is a protocol error.
+func TestResponseHeaderBound(t *testing.T) {
+	long := "HTTP/1.1 200 OK\r\nX-Long: " + strings.Repeat("a", 20<<10) + "\r\nContent-Length: 2\r\n\r\nokNEXT"
+	huge := "HTTP/1.1 200 OK\r\nX-Huge: " + strings.Repeat("a", 100<<10) + "\r\nContent-Length: 2\r\n\r\nokNEXT"
+	if p := parseBuffered([]byte(long), false); !p.ok || p.status != 200 {
+		t.Errorf("20 KiB header, goroutine engine: %+v", p)
+	}
+	if p := parseStreamed([]byte(long), false, []int{1000}); !p.ok || p.status != 200 {
+		t.Errorf("20 KiB header, event loops: %+v", p)
+	}
+	if p := parseBuffered([]byte(huge), false); p.ok {
+		t.Errorf("100 KiB header accepted by the goroutine engine: %+v", p)
+	}
+	if p := parseStreamed([]byte(huge), false, []int{1000}); p.ok {
+		t.Errorf("100 KiB header accepted by the event loops: %+v", p)
+	}
 }
