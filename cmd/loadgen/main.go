@@ -30,8 +30,9 @@ Usage:
   loadgen run --target URL [flags]   generate load and report (loadgen run --help)
   loadgen merge [flags] DIR...       merge the recordings of several generators (loadgen merge --help)
 
-Exit status: 0 done (SLO met), 1 SLO not met, 2 usage error, 3 the report
-files could not be written, 130 interrupted (what was recorded is reported).
+Exit status: 0 done (SLO met), 1 SLO not met, 2 usage error or a target that
+does not answer before the run (nothing measured), 3 the report files could
+not be written, 130 interrupted (what was recorded is reported).
 `
 
 func main() {

@@ -27,7 +27,7 @@ run.hlog file. Writes summary.json, run.hlog and report.html into --out and
 prints the summary.
 
 Exit status: 0 merged (SLO met), 1 SLO not met, 2 usage error or unreadable input,
-3 the merged files could not all be written.
+3 the merged files could not all be written, 130 a merged run was interrupted.
 
 Flags:
 `
@@ -107,6 +107,11 @@ func mergeMain(args []string, stdout, stderr io.Writer) int {
 	code := sloVerdict(stderr, slo, sum)
 	if writeErr != nil {
 		return exitWrite // as for a run whose files could not be written
+	}
+	if rec.Meta.Interrupted {
+		// A generator's run was cut short: as for that run, not a pass.
+		fmt.Fprintln(stderr, "loadgen merge: a merged run was interrupted; the merge is short of its requests")
+		return exitAborted
 	}
 	return code
 }

@@ -258,8 +258,8 @@ func TestInterruptedRunIsNotAPass(t *testing.T) {
 	// The interval log says so too, so that a merge of it is marked.
 	merged := filepath.Join(t.TempDir(), "merged")
 	var mout, merr bytes.Buffer
-	if code := mergeMain([]string{"--out", merged, out}, &mout, &merr); code != exitOK {
-		t.Fatalf("merge: exit %d: %s", code, merr.String())
+	if code := mergeMain([]string{"--out", merged, out}, &mout, &merr); code != exitAborted {
+		t.Fatalf("merge of an interrupted run: exit %d, want %d: %s", code, exitAborted, merr.String())
 	}
 	if sum := readSummary(t, merged); !sum.Meta.Interrupted || !strings.Contains(mout.String(), "interrupted: stopped") {
 		t.Errorf("merged: interrupted %v, report:\n%s", sum.Meta.Interrupted, mout.String())

@@ -106,7 +106,7 @@ func seedCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return usageError{fmt.Errorf("--warehouses must be between 1 and %d", seed.MaxWarehouses)}
 	}
 	if err := sc.Validate(); err != nil {
-		return usageError{err}
+		return usageError{withFlagNames(err, seedSubjects)}
 	}
 	if !*quiet {
 		sc.Progress = seed.ProgressPrinter(stderr)

@@ -94,20 +94,23 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("--demo-users and --demo-products must be at most %d", seed.MaxRows))
 	}
 	if err := c.DB.Validate(); err != nil {
-		errs = append(errs, withFlagNames(err))
+		errs = append(errs, withFlagNames(err, serveSubjects))
 	}
 	if err := c.HTTP.Validate(); err != nil {
-		errs = append(errs, withFlagNames(err))
+		errs = append(errs, withFlagNames(err, serveSubjects))
 	}
 	return errors.Join(errs...)
 }
 
-// flagSubjects maps the subjects of the postgres and httpapi packages'
-// validation messages ("read timeout must be > 0") to the flags that set
-// them, so that a message names what the user typed. Longer subjects come
-// before their prefixes. TestValidationNamesFlags keeps it in step with the
-// packages' messages.
-var flagSubjects = []struct{ subject, flag string }{
+// flagSubject is the subject of a package's validation message ("read
+// timeout" in "read timeout must be > 0") and the flag that sets it.
+type flagSubject struct{ subject, flag string }
+
+// serveSubjects maps the subjects of the postgres and httpapi packages'
+// validation messages to serve's flags, so that a message names what the
+// user typed. Longer subjects come before their prefixes.
+// TestValidationNamesFlags keeps it in step with the packages' messages.
+var serveSubjects = []flagSubject{
 	{"min pool connections", "--pool-min-conns"},
 	{"max pool connections", "--pool-max-conns"},
 	{"pool acquire timeout", "--pool-acquire-timeout"},
@@ -130,12 +133,20 @@ var flagSubjects = []struct{ subject, flag string }{
 	{"shed max in-flight", "--shed-max-inflight"},
 }
 
+// seedSubjects does the same for the seed package and seed's flags.
+var seedSubjects = []flagSubject{
+	{"products × warehouses", "--products × --warehouses"},
+	{"users", "--users"},
+	{"products", "--products"},
+	{"warehouses", "--warehouses"},
+}
+
 // withFlagNames rewrites each line of a package's validation error to start
 // with the flag its subject comes from.
-func withFlagNames(err error) error {
+func withFlagNames(err error, subjects []flagSubject) error {
 	lines := strings.Split(err.Error(), "\n")
 	for i, line := range lines {
-		for _, fs := range flagSubjects {
+		for _, fs := range subjects {
 			if strings.HasPrefix(line, fs.subject+" ") {
 				lines[i] = fs.flag + line[len(fs.subject):]
 				break
@@ -234,9 +245,7 @@ func applyEnv(fs *flag.FlagSet, lookup func(string) (string, bool)) error {
 		name := envName(f.Name)
 		if v, ok := lookup(name); ok {
 			if err := fs.Set(f.Name, v); err != nil {
-				if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
-					err = errors.New("want true or false") // strconv's "parse error" says nothing
-				}
+				err = valueError(f, err)
 				errs = append(errs, fmt.Errorf("%s=%q: %v", name, v, err))
 			}
 		}
@@ -263,4 +272,22 @@ func newLogger(c Config) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+// valueError replaces the flag package's "parse error" for a value from the
+// environment by what the flag takes.
+func valueError(f *flag.Flag, err error) error {
+	g, ok := f.Value.(flag.Getter)
+	if !ok {
+		return err // a flag.Func's own message
+	}
+	switch g.Get().(type) {
+	case bool:
+		return errors.New("want true or false")
+	case int, int64:
+		return errors.New("want an integer")
+	case time.Duration:
+		return errors.New("want a duration such as 250ms, 5s or 1m")
+	}
+	return err
 }

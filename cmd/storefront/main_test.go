@@ -397,7 +397,8 @@ func TestCommands(t *testing.T) {
 		{[]string{"serve", "extra"}, `unexpected argument "extra"`},
 		{[]string{"version", "extra"}, `unexpected argument "extra"`},
 		{[]string{"version", "--bogus"}, "bogus"},
-		{[]string{"seed", "--dsn", dsn, "--users", "-1"}, "users"},
+		{[]string{"seed", "--dsn", dsn, "--users", "-1"}, "--users must not be negative (got -1)"},
+		{[]string{"seed", "--dsn", dsn, "--products", "2000000", "--warehouses", "1000"}, "--products × --warehouses must be at most"},
 		{[]string{"migrate", "--dsn", "postgres://nobody@127.0.0.1:1/x?connect_timeout=1"}, "unavailable"},
 	} {
 		code, _, errOut := runCmd(tc.args...)
@@ -465,9 +466,16 @@ func TestEnvironmentConfig(t *testing.T) {
 	if err := applyEnv(newServeFlagSet(&cfg), func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err == nil || !strings.Contains(err.Error(), "STOREFRONT_DRAIN_TIMEOUT") {
 		t.Errorf("bad env value: %v", err)
 	}
-	env = map[string]string{"STOREFRONT_SHED": "maybe"}
-	if err := applyEnv(newServeFlagSet(&cfg), func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err == nil || err.Error() != `STOREFRONT_SHED="maybe": want true or false` {
-		t.Errorf("bad boolean env value: %v", err)
+	for name, want := range map[string]string{
+		"STOREFRONT_SHED":           `STOREFRONT_SHED="x": want true or false`,
+		"STOREFRONT_MAX_CONNS":      `STOREFRONT_MAX_CONNS="x": want an integer`,
+		"STOREFRONT_READ_TIMEOUT":   `STOREFRONT_READ_TIMEOUT="x": want a duration such as 250ms, 5s or 1m`,
+		"STOREFRONT_POOL_MAX_CONNS": `STOREFRONT_POOL_MAX_CONNS="x": not an integer: "x"`,
+	} {
+		err := applyEnv(newServeFlagSet(&cfg), func(k string) (string, bool) { return "x", k == name })
+		if err == nil || err.Error() != want {
+			t.Errorf("%s=x: %v, want %q", name, err, want)
+		}
 	}
 }
 
