@@ -470,6 +470,12 @@ func socketPath(dir string, port int) string {
 // launch starts the postmaster and waits until it accepts connections.
 func (s *Server) launch(ctx context.Context) error {
 	s.tail.reset()
+	// The cluster is the child's working directory: without it the start
+	// fails as "fork/exec .../postgres: no such file or directory", which
+	// blames the binary.
+	if _, err := os.Stat(filepath.Join(s.clusterDir, "PG_VERSION")); err != nil {
+		return fmt.Errorf("pgembed: the cluster directory %s is gone or incomplete: %w", s.clusterDir, err)
+	}
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return fmt.Errorf("pgembed: %w", err)

@@ -846,3 +846,14 @@ func TestSuperviseRestartsAKilledPostgres(t *testing.T) {
 		t.Error("the channel is still open after Stop")
 	}
 }
+
+// A cluster directory that disappeared under a server (deleted by hand) is
+// named as such when postgres is started again, not reported as a missing
+// postgres binary.
+func TestLaunchWithoutCluster(t *testing.T) {
+	s := &Server{clusterDir: filepath.Join(t.TempDir(), "pg"), tail: &logTail{log: testLogger(t)}}
+	err := s.launch(t.Context())
+	if err == nil || !strings.Contains(err.Error(), "cluster directory "+s.clusterDir+" is gone") {
+		t.Errorf("launch: %v", err)
+	}
+}
