@@ -89,6 +89,34 @@ func listeningAddr(t *testing.T, logs *syncBuffer, exited <-chan error, timeout 
 	return ""
 }
 
+// startServe starts bin serve on 127.0.0.1:0 without an admin listener,
+// with extra flags, its stderr gathered; exited receives its Wait. The
+// process is killed when the test ends, unless it has exited by then.
+func startServe(t *testing.T, bin string, extra ...string) (*exec.Cmd, *syncBuffer, <-chan error) {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"serve", "--addr", "127.0.0.1:0", "--admin-addr", ""}, extra...)...)
+	stderr := new(syncBuffer)
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1) // for the test
+	waited := make(chan struct{}) // for the cleanup
+	go func() {
+		exited <- cmd.Wait()
+		close(waited)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-waited:
+		default:
+			_ = cmd.Process.Kill()
+			<-waited
+		}
+	})
+	return cmd, stderr, exited
+}
+
 func waitHTTP(t *testing.T, url string, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
@@ -208,21 +236,9 @@ func getJSON(t *testing.T, url string, status int, v any) {
 func TestSIGTERMDrainsInFlight(t *testing.T) {
 	bin := buildBinary(t)
 	dsn := pgtest.NewDatabase(t)
-	cmd := exec.Command(bin, "serve", "--dsn", dsn, "--addr", "127.0.0.1:0", "--admin-addr", "",
+	cmd, stderr, exited := startServe(t, bin, "--dsn", dsn,
 		"--statement-timeout", "10s", "--request-timeout", "15s", "--shutdown-delay", "2s", "--drain-timeout", "10s", "--log-level", "info")
-	var stderr syncBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-		}
-	}()
-	addr := listeningAddr(t, &stderr, exited, 15*time.Second)
+	addr := listeningAddr(t, stderr, exited, 15*time.Second)
 	base := "http://" + addr
 	waitHTTP(t, base+"/healthz", 15*time.Second)
 
@@ -578,20 +594,7 @@ func embeddedServeConfig(t *testing.T) Config {
 func TestServeJSONLogsOnly(t *testing.T) {
 	bin := buildBinary(t)
 	dsn := pgtest.NewDatabase(t)
-	cmd := exec.Command(bin, "serve", "--dsn", dsn, "--addr", "127.0.0.1:0", "--admin-addr", "",
-		"--log-format", "json", "--log-level", "info", "--shutdown-delay", "0s")
-	var stderr syncBuffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer func() {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-		}
-	}()
+	cmd, stderr, exited := startServe(t, bin, "--dsn", dsn, "--log-format", "json", "--log-level", "info", "--shutdown-delay", "0s")
 	var ready bool
 	for deadline := time.Now().Add(15 * time.Second); !ready && time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 		ready = strings.Contains(stderr.String(), `"msg":"storefront is ready"`)
