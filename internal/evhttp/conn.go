@@ -3,6 +3,7 @@
 package evhttp
 
 import (
+	"bytes"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -48,6 +49,7 @@ type conn struct {
 	scanFrom     int    // how much of in the head search has covered
 	reqStarted   bool   // in holds the start of a request
 	skippedEmpty bool   // an empty line before the next request was skipped
+	continued    bool   // the current request's "100 Continue" has been sent
 	out          *chunk // response bytes not yet written; nil when none
 	outPos       int
 	writeStalled bool // the socket stopped taking out; the write deadline runs
@@ -178,7 +180,7 @@ func (c *conn) serveLocked(l *loop, b []byte) int {
 		h := headEnd(rest, c.scanFrom)
 		if h < 0 || h > cfg.MaxHeaderBytes {
 			if len(rest) > cfg.MaxHeaderBytes || h > cfg.MaxHeaderBytes {
-				c.refuseLocked(refuseHeaders)
+				c.refuseRequestLocked(refuseHeaders, nil, bytes.HasPrefix(rest, headRequestLine))
 				return len(b)
 			}
 			c.scanFrom = len(rest)
@@ -190,6 +192,7 @@ func (c *conn) serveLocked(l *loop, b []byte) int {
 		case parsed:
 			c.reqStarted = false
 			c.skippedEmpty = false
+			c.continued = false
 			if !c.writeStalled {
 				c.deadline.Store(0)
 			}
@@ -197,12 +200,24 @@ func (c *conn) serveLocked(l *loop, b []byte) int {
 			used += c.req.length
 			c.dispatchLocked(false, refusal{})
 		case incomplete:
+			// The head is whole, the body is not. RFC 9110 10.1.1: a
+			// client that expects 100-continue may wait for it before
+			// sending the body; nothing in the head can decide the
+			// answer here (the handler does not read bodies), so it
+			// gets one at once.
+			if c.req.expectContinue && !c.continued {
+				c.continued = true
+				if c.out == nil {
+					c.out = c.srv.chunks.get()
+				}
+				c.out.b = append(c.out.b, "HTTP/1.1 100 Continue\r\n\r\n"...)
+			}
 			c.startRequestLocked()
 			return used
 		default:
 			// parseRequest set the request id only if it read the
 			// whole head: the refusal carries it then.
-			c.refuseRequestLocked(refusalOf(st), c.req.requestID)
+			c.refuseRequestLocked(refusalOf(st), c.req.requestID, bytes.Equal(c.req.method, methodHead))
 			return len(b)
 		}
 	}
@@ -240,6 +255,7 @@ var (
 	refuseVersion     = refusal{400, "HTTP version not supported; use HTTP/1.1"}
 	refuseCoding      = refusal{400, "transfer coding not supported; send Content-Length or chunked"}
 	refuseHost        = refusal{400, "Host header missing or repeated; send exactly one"}
+	refuseHostValue   = refusal{400, "Host header is not a host name or address with an optional port"}
 	refuseHeaders     = refusal{431, "request headers too large"}
 	refuseBody        = refusal{413, "request body too large"}
 	refuseSlow        = refusal{408, "request not received in time"}
@@ -258,6 +274,8 @@ func refusalOf(st parseStatus) refusal {
 		return refuseCoding
 	case hostMissing:
 		return refuseHost
+	case hostInvalid:
+		return refuseHostValue
 	default:
 		return refuseMalformed
 	}
@@ -283,13 +301,15 @@ func (c *conn) dispatchLocked(refuse bool, r refusal) {
 // connection once the answer is written. The refusal has no request id:
 // nothing of the request it answers was parsed, and c.req may still
 // describe an earlier request on the connection.
-func (c *conn) refuseLocked(r refusal) { c.refuseRequestLocked(r, nil) }
+func (c *conn) refuseLocked(r refusal) { c.refuseRequestLocked(r, nil, false) }
 
 // refuseRequestLocked is refuseLocked for a request whose X-Request-ID,
-// requestID, was parsed; it is copied into the Exchange.
-func (c *conn) refuseRequestLocked(r refusal, requestID []byte) {
+// requestID, was parsed (it is copied into the Exchange), or whose method
+// is known to be HEAD (the refusal then has no body, RFC 9110 9.3.2).
+func (c *conn) refuseRequestLocked(r refusal, requestID []byte, head bool) {
 	c.x.reset()
 	c.x.requestID = c.x.appendField(requestID)
+	c.x.head = head
 	c.x.close = true
 	c.closeAfter = true // no more requests are read from this connection
 	c.reqStarted = false

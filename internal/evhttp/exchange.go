@@ -19,6 +19,7 @@ type Exchange struct {
 	buf                            []byte // the request's method, path, query and id
 	method, path, query, requestID [2]int // [start, end) in buf
 	hdr                            []byte // response header lines the handler added
+	escapedSlash                   int    // where in Path the first byte decoded from %2F is; -1: none
 	head                           bool
 	close                          bool // the response closes the connection
 	keepAlive10                    bool // an HTTP/1.0 client asked for keep-alive
@@ -31,7 +32,10 @@ func (x *Exchange) load(r *request) {
 	x.method = x.appendField(r.method)
 	path, query := splitTarget(r.target)
 	start := len(x.buf)
-	x.buf = appendUnescaped(x.buf, path, false)
+	x.buf, x.escapedSlash = appendUnescapedPath(x.buf, path)
+	if x.escapedSlash >= 0 {
+		x.escapedSlash -= start
+	}
 	x.path = [2]int{start, len(x.buf)}
 	x.query = x.appendField(query)
 	x.requestID = x.appendField(r.requestID)
@@ -51,6 +55,7 @@ func (x *Exchange) reset() {
 	x.buf, x.hdr = x.buf[:0], x.hdr[:0]
 	x.method, x.path, x.query, x.requestID = [2]int{}, [2]int{}, [2]int{}, [2]int{}
 	x.head, x.close, x.keepAlive10 = false, false, false
+	x.escapedSlash = -1
 }
 
 // Method is the request method, e.g. GET.
@@ -62,8 +67,15 @@ func (x *Exchange) IsGet() bool { return string(x.Method()) == "GET" }
 // IsHead reports whether the method is HEAD (the response then has no body).
 func (x *Exchange) IsHead() bool { return x.head }
 
-// Path is the request path with its %XX escapes decoded.
+// Path is the request path with its %XX escapes decoded ("*" for
+// "OPTIONS *", the only other target the server lets through).
 func (x *Exchange) Path() []byte { return x.buf[x.path[0]:x.path[1]] }
+
+// EscapedSlash is the index in Path of the first '/' the client sent
+// escaped, as %2F; -1 when there is none. Such a slash is part of a path
+// segment, not a separator between two: a router matching a prefix of
+// Path must not match one that holds it.
+func (x *Exchange) EscapedSlash() int { return x.escapedSlash }
 
 // RequestID is the X-Request-ID header as sent (empty if none).
 func (x *Exchange) RequestID() []byte { return x.buf[x.requestID[0]:x.requestID[1]] }

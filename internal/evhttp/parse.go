@@ -13,7 +13,10 @@ type request struct {
 	http10    bool
 	close     bool // the client asked to close after this request
 	keepAlive bool // an HTTP/1.0 client asked to keep the connection
-	length    int  // bytes of the whole request, head and body
+	// expectContinue: an HTTP/1.1 client sent "Expect: 100-continue" and
+	// may wait for an interim 100 response before it sends the body.
+	expectContinue bool
+	length         int // bytes of the whole request, head and body
 }
 
 // parseStatus is what parsing a buffer found.
@@ -29,6 +32,7 @@ const (
 	versionUnsupported // 505
 	notImplemented     // 501: a transfer coding other than chunked
 	hostMissing        // 400: HTTP/1.1 without a Host header, or two of them
+	hostInvalid        // 400: a Host value that is not a host and port
 )
 
 var (
@@ -37,6 +41,11 @@ var (
 	hdrConnection       = []byte("connection")
 	hdrRequestID        = []byte("x-request-id")
 	hdrHost             = []byte("host")
+	hdrExpect           = []byte("expect")
+	token100Continue    = []byte("100-continue")
+	methodOptions       = []byte("OPTIONS")
+	methodHead          = []byte("HEAD")
+	headRequestLine     = []byte("HEAD ")
 	tokenClose          = []byte("close")
 	tokenKeepAlive      = []byte("keep-alive")
 	tokenChunked        = []byte("chunked")
@@ -95,12 +104,19 @@ func parseRequest(b []byte, headLen, maxBody int, r *request) parseStatus {
 			return malformed
 		}
 	}
+	if !validTarget(r.method, r.target) {
+		return malformed
+	}
 	switch {
 	case bytes.Equal(version, http11):
 	case bytes.Equal(version, http10):
 		r.http10 = true
 	case len(version) == 8 && bytes.HasPrefix(version, []byte("HTTP/")) && isDigit(version[5]) && version[6] == '.' && isDigit(version[7]):
-		return versionUnsupported
+		// RFC 9112 2.3: a later HTTP/1.x is answered as 1.1, the highest
+		// minor version this server speaks; other major versions are not.
+		if version[5] != '1' {
+			return versionUnsupported
+		}
 	default:
 		return malformed
 	}
@@ -134,7 +150,10 @@ func parseRequest(b []byte, headLen, maxBody int, r *request) parseStatus {
 			}
 			length, sawLength = n, true
 		case equalFold(name, hdrTransferEncoding):
-			if !equalFold(value, tokenChunked) {
+			// Only chunked, once: a second Transfer-Encoding line is the
+			// same as "chunked, chunked" on one (RFC 9110 5.3), which
+			// RFC 9112 7 forbids.
+			if !equalFold(value, tokenChunked) || chunked {
 				return notImplemented
 			}
 			chunked = true
@@ -148,7 +167,14 @@ func parseRequest(b []byte, headLen, maxBody int, r *request) parseStatus {
 		case equalFold(name, hdrRequestID):
 			requestID = value
 		case equalFold(name, hdrHost):
+			// RFC 9112 3.2: a Host value that is not a valid host[:port]
+			// is answered 400, as a missing one is.
+			if !validHost(value) {
+				return hostInvalid
+			}
 			hosts++
+		case equalFold(name, hdrExpect):
+			r.expectContinue = equalFold(value, token100Continue)
 		}
 	}
 	r.requestID = requestID
@@ -165,6 +191,8 @@ func parseRequest(b []byte, headLen, maxBody int, r *request) parseStatus {
 	if r.http10 && (!r.keepAlive || chunked) {
 		r.close = true
 	}
+	// RFC 9110 10.1.1: an HTTP/1.0 client's expectation is ignored.
+	r.expectContinue = r.expectContinue && !r.http10
 	switch {
 	case chunked:
 		n, st := chunkedLength(b[headLen:], maxBody)
@@ -199,14 +227,19 @@ func chunkedLength(b []byte, maxBody int) (int, parseStatus) {
 	return n, st
 }
 
+// maxChunkLine bounds a chunk-size line, extensions included.
+const maxChunkLine = 1024
+
 func chunkedFraming(b []byte, maxBody int) (int, parseStatus) {
 	pos, total := 0, 0
 	for {
+		// A chunk-size line (with its extensions) is short: a long one is
+		// refused whether or not its end has arrived yet.
 		i := bytes.IndexByte(b[pos:], '\n')
+		if i > maxChunkLine || (i < 0 && len(b)-pos > maxChunkLine) {
+			return 0, malformed
+		}
 		if i < 0 {
-			if len(b)-pos > 1024 {
-				return 0, malformed // a chunk-size line is short
-			}
 			return 0, incomplete
 		}
 		// RFC 9112 7.1: chunk lines end in CRLF. A bare LF is refused, as
@@ -219,7 +252,9 @@ func chunkedFraming(b []byte, maxBody int) (int, parseStatus) {
 		if semi := bytes.IndexByte(line, ';'); semi >= 0 {
 			line = line[:semi] // chunk extensions are ignored
 		}
-		size, ok := parseHex(trimOWS(line))
+		// chunk-size is 1*HEXDIG, followed by optional whitespace before
+		// an extension (RFC 9112 7.1.1), never preceded by any.
+		size, ok := parseHex(trimTrailingOWS(line))
 		if !ok {
 			return 0, malformed
 		}
@@ -235,6 +270,10 @@ func chunkedFraming(b []byte, maxBody int) (int, parseStatus) {
 					return 0, malformed
 				}
 				blank := j == 1
+				// A trailer line is a header line: name, colon, value.
+				if colon := bytes.IndexByte(b[pos:pos+j], ':'); !blank && (colon <= 0 || !isToken(b[pos:pos+colon])) {
+					return 0, malformed
+				}
 				pos += j + 1
 				if blank {
 					return pos, parsed
@@ -260,27 +299,77 @@ func chunkedFraming(b []byte, maxBody int) (int, parseStatus) {
 	}
 }
 
-// splitTarget splits a request target into its path and raw query. An
-// absolute-form target ("http://host/path") is reduced to its path. The
-// fragment, if a client sent one, is dropped.
-func splitTarget(target []byte) (path, query []byte) {
-	if len(target) > 0 && target[0] != '/' {
-		if i := bytes.Index(target, []byte("://")); i > 0 {
-			rest := target[i+3:]
-			if j := bytes.IndexByte(rest, '/'); j >= 0 {
-				target = rest[j:]
-			} else {
-				target = []byte("/")
+// validTarget reports whether target is a request target this server
+// answers (RFC 9112 3.2): a path (origin form), an http or https URL
+// (absolute form), or "*" for OPTIONS. The authority form is CONNECT's,
+// which a server that is not a proxy does not serve.
+func validTarget(method, target []byte) bool {
+	switch {
+	case len(target) > 0 && target[0] == '/':
+		return true
+	case len(target) == 1 && target[0] == '*':
+		return bytes.Equal(method, methodOptions)
+	default:
+		_, ok := absolutePath(target)
+		return ok
+	}
+}
+
+// absolutePath returns what follows the authority of an absolute-form
+// target ("http://host:8080/users/1?x" gives "/users/1?x", and
+// "http://host?x" gives "?x"), and false when target is not an http or
+// https URL.
+func absolutePath(target []byte) ([]byte, bool) {
+	for _, scheme := range [...]string{"http://", "https://"} {
+		if len(target) >= len(scheme) && equalFold(target[:len(scheme)], []byte(scheme)) {
+			rest := target[len(scheme):]
+			end := bytes.IndexAny(rest, "/?#")
+			if end < 0 {
+				end = len(rest)
 			}
+			return rest[end:], true
 		}
+	}
+	return nil, false
+}
+
+// splitTarget splits a valid request target (validTarget) into its path
+// and raw query. An absolute-form target is reduced to its path ("/" when
+// it has none). The fragment, if a client sent one, is dropped.
+func splitTarget(target []byte) (path, query []byte) {
+	if len(target) > 0 && target[0] != '/' && target[0] != '*' {
+		target, _ = absolutePath(target)
 	}
 	if i := bytes.IndexByte(target, '#'); i >= 0 {
 		target = target[:i]
 	}
 	if i := bytes.IndexByte(target, '?'); i >= 0 {
-		return target[:i], target[i+1:]
+		target, query = target[:i], target[i+1:]
 	}
-	return target, nil
+	if len(target) == 0 {
+		target = []byte("/")
+	}
+	return target, query
+}
+
+// appendUnescapedPath appends path with its %XX escapes decoded, and
+// returns where in dst the first byte decoded from %2F lies (-1: none).
+// An escaped slash is data, not a separator (RFC 3986 2.2): a router
+// must not let it stand for one.
+func appendUnescapedPath(dst, path []byte) ([]byte, int) {
+	slash := -1
+	for i := 0; i < len(path); i++ {
+		c := path[i]
+		if c == '%' && i+2 < len(path) && isHex(path[i+1]) && isHex(path[i+2]) {
+			c = unhex(path[i+1])<<4 | unhex(path[i+2])
+			if c == '/' && slash < 0 {
+				slash = len(dst)
+			}
+			i += 2
+		}
+		dst = append(dst, c)
+	}
+	return dst, slash
 }
 
 // appendUnescaped appends s with its %XX escapes decoded (and, when plus
@@ -339,11 +428,41 @@ func trimOWS(b []byte) []byte {
 	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
 		b = b[1:]
 	}
+	return trimTrailingOWS(b)
+}
+
+func trimTrailingOWS(b []byte) []byte {
 	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
 		b = b[:len(b)-1]
 	}
 	return b
 }
+
+// validHost reports whether a Host value may be a host and optional port:
+// the characters of a registered name, an IP literal in brackets or a
+// port, as net/http checks them. The value may be empty (RFC 9112 3.2).
+func validHost(v []byte) bool {
+	for _, c := range v {
+		if c >= 0x80 || !hostChars[c] {
+			return false
+		}
+	}
+	return true
+}
+
+var hostChars = func() (t [128]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+		t[c-'a'+'A'] = true
+	}
+	for _, c := range "!$%&'()*+,-.:;=[]_~" {
+		t[c] = true
+	}
+	return t
+}()
 
 // parseLength parses a Content-Length: decimal digits only, bounded.
 func parseLength(b []byte) (int, bool) {

@@ -234,6 +234,11 @@ func TestAPI(t *testing.T) {
 		{name: "sku long, not found", path: "/products/by-sku/" + strings.Repeat("S", 65), status: 404},
 		{name: "sku with a control character, not found", path: "/products/by-sku/SKU%01", status: 404},
 		{name: "unknown route", path: "/nope", status: 404},
+		// An escaped slash is part of a segment: "/users%2F1" is not /users/1.
+		{name: "escaped slash after the route's name", path: "/users%2F1", status: 404},
+		{name: "escaped slashes in the sku route's prefix", path: "/products%2Fby-sku%2FNOPE", status: 404},
+		{name: "escaped slash in the healthz path", path: "/healthz%2F", status: 404},
+		{name: "escaped unreserved letter", path: "/%75sers/1", status: 200, json: map[string]any{"user_id": 1}},
 		{name: "root", path: "/", status: 404},
 		{name: "wrong method", method: http.MethodPost, path: "/users/1", status: 405, header: map[string]string{"Allow": "GET, HEAD"}},
 		{name: "wrong method delete", method: http.MethodDelete, path: "/products/1", status: 405, header: map[string]string{"Allow": "GET, HEAD"}},
@@ -298,6 +303,37 @@ func TestRawGarbage(t *testing.T) {
 		t.Fatalf("server stopped serving after garbage: %v", err)
 	}
 	resp.Body.Close()
+}
+
+// TestOptionsAsterisk: "OPTIONS *" asks about the server itself; it gets
+// 200 with Allow and no body, as from net/http. "*" with any other method
+// is a malformed request.
+func TestOptionsAsterisk(t *testing.T) {
+	base := startAPI(t, nil)
+	addr := strings.TrimPrefix(base, "http://")
+	for _, tc := range []struct {
+		method string
+		status int
+	}{{"OPTIONS", 200}, {"GET", 400}} {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = c.SetDeadline(time.Now().Add(3 * time.Second))
+		fmt.Fprintf(c, "%s * HTTP/1.1\r\nHost: x\r\n\r\n", tc.method)
+		resp, err := http.ReadResponse(bufio.NewReader(c), &http.Request{Method: tc.method})
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		c.Close()
+		if resp.StatusCode != tc.status {
+			t.Fatalf("%s *: status %d, want %d (%s)", tc.method, resp.StatusCode, tc.status, body)
+		}
+		if tc.status == 200 && (resp.Header.Get("Allow") != "GET, HEAD" || len(body) != 0 || resp.ContentLength != 0) {
+			t.Fatalf("OPTIONS *: Allow %q, body %q, length %d; want GET, HEAD and no body", resp.Header.Get("Allow"), body, resp.ContentLength)
+		}
+	}
 }
 
 // readRaw reads one response from r and checks it against the error model

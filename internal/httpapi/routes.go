@@ -68,9 +68,20 @@ func (h handler) exchange(x *evhttp.Exchange) *exchange {
 func (h handler) Serve(x *evhttp.Exchange) {
 	e := h.exchange(x)
 	e.setRequestID(x.RequestID())
-	route, param := matchRoute(x.Path(), h.s.cfg.StaticRoute)
+	path := x.Path()
+	route, param := matchRoute(path, h.s.cfg.StaticRoute)
+	if esc := x.EscapedSlash(); esc >= 0 && esc < len(path)-len(param) {
+		// A %2F in the route's own part of the path: "/users%2F1" is
+		// one segment, not /users/1 (a SKU may hold one: it is data).
+		route, param = routeUnknown, nil
+	}
 	e.route = route
 	switch {
+	case string(path) == "*":
+		// "OPTIONS *" (the parser lets "*" through for OPTIONS only): a
+		// ping of the server itself, answered as net/http does.
+		x.AddHeader(headerAllow, allowGetHead)
+		e.respond(statusOK, nil, nil)
 	case route == routeUnknown:
 		e.writeError(statusNotFound, "no such route")
 	case !x.IsGet() && !x.IsHead():
@@ -91,9 +102,15 @@ func (h handler) Refuse(x *evhttp.Exchange, status int, reason string) {
 	e.writeError(status, reason)
 }
 
-// finish records the request and sends its response. The exchange belongs
-// to the connection's next request as soon as Respond returns.
+// finish records the request and sends its response, a JSON body. The
+// exchange belongs to the connection's next request as soon as Respond
+// returns.
 func (e *exchange) finish(status int, body []byte) {
+	e.respond(status, contentTypeJSON, body)
+}
+
+// respond is finish for any content type (none: nil).
+func (e *exchange) respond(status int, contentType, body []byte) {
 	s := e.s
 	if !e.admitted.IsZero() {
 		s.adm.release(e.admitted, status < 500)
@@ -106,7 +123,7 @@ func (e *exchange) finish(status int, body []byte) {
 			"path", string(e.x.Path()), "status", status,
 			"duration_ms", float64(elapsed.Microseconds())/1000, "remote", e.x.RemoteAddr())
 	}
-	e.x.Respond(status, contentTypeJSON, body)
+	e.x.Respond(status, contentType, body)
 }
 
 // matchRoute maps a path to a route and its parameter (id or SKU).
