@@ -39,3 +39,19 @@ func EpollWait(epfd int, events []unix.EpollEvent, timeout time.Duration) (n int
 	}
 	return int(r), nil
 }
+
+// EpollBlock is epoll_pwait2(2) as a blocking system call: the calling
+// goroutine's processor is handed to other goroutines while it waits, as
+// for any blocking call, so timeout may be long. It returns EINTR when a
+// signal arrives.
+func EpollBlock(epfd int, events []unix.EpollEvent, timeout time.Duration) (n int, err error) {
+	if len(events) == 0 {
+		return 0, nil
+	}
+	ts := unix.NsecToTimespec(max(int64(timeout), 0))
+	r, _, e := syscall.Syscall6(unix.SYS_EPOLL_PWAIT2, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), uintptr(unsafe.Pointer(&ts)), 0, 0)
+	if e != 0 {
+		return -1, e
+	}
+	return int(r), nil
+}
