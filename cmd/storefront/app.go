@@ -8,7 +8,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -25,6 +29,10 @@ import (
 
 // embeddedDatabase is the database name inside the private PostgreSQL.
 const embeddedDatabase = "storefront"
+
+// privateSpareConns is how many connections the private PostgreSQL keeps
+// beyond the pool's maximum, for migrations, seeding and psql.
+const privateSpareConns = 20
 
 // Main is the serve program: tests start it exactly as production does,
 // on 127.0.0.1:0 with a temporary data directory.
@@ -132,7 +140,27 @@ func (m *Main) Run(ctx context.Context) (err error) {
 	}
 	m.logger.Info("storefront listening", "addr", m.ln.Addr().String(), "admin_addr", m.AdminAddr(),
 		"coalesce", m.cfg.DB.Coalesce, "pool_max_conns", m.cfg.DB.MaxConns)
+	m.checkOpenFilesLimit()
 	return nil
+}
+
+// spareDescriptors is what the process needs beyond one descriptor per
+// client connection: listeners, event loops, the pool, PostgreSQL's logs.
+const spareDescriptors = 64
+
+// checkOpenFilesLimit warns when --max-conns client connections cannot
+// all be open at once under the process's open-files limit (the Go
+// runtime has already raised the soft limit to the hard one).
+func (m *Main) checkOpenFilesLimit() {
+	var rl syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+		return
+	}
+	need := uint64(m.cfg.HTTP.MaxConns) + uint64(m.cfg.DB.MaxConns) + spareDescriptors
+	if need > rl.Cur {
+		m.logger.Warn("the open-files limit is below what --max-conns needs: connections beyond it are dropped; raise it (ulimit -n, LimitNOFILE=) or lower --max-conns",
+			"max_conns", m.cfg.HTTP.MaxConns, "open_files_limit", rl.Cur, "needed", need)
+	}
 }
 
 // closeListeners releases ports bound by a Run that failed.
@@ -165,10 +193,15 @@ func (m *Main) AdminAddr() string {
 // PostgreSQL when it could not be restarted.
 func (m *Main) Done() <-chan error { return m.done }
 
+// poolCloseTimeout bounds the closing of the pool after the drain: a
+// database that stopped answering would otherwise hold the exit for pgx's
+// 15 s per cancelled connection.
+const poolCloseTimeout = 2 * time.Second
+
 // Close drains and stops everything in order: /readyz turns 503, after
 // ShutdownDelay the listener stops accepting, in-flight requests finish
-// (until ctx or the drain timeout ends), the pool closes, the private
-// PostgreSQL stops.
+// (until ctx or the drain timeout ends), the pool closes (within
+// poolCloseTimeout), the private PostgreSQL stops.
 func (m *Main) Close(ctx context.Context) error {
 	var errs []error
 	if m.api != nil {
@@ -188,8 +221,9 @@ func (m *Main) Close(ctx context.Context) error {
 	if m.admin != nil {
 		_ = m.admin.Close()
 	}
-	if m.db != nil {
-		m.db.Close()
+	if m.db != nil && !m.db.CloseWithin(poolCloseTimeout) {
+		m.logger.Warn("database connections still closing: the database does not answer; stopping without waiting for them",
+			"waited", poolCloseTimeout.String())
 	}
 	if m.pg != nil {
 		if err := m.pg.Stop(ctx); err != nil {
@@ -303,7 +337,16 @@ func resolveDatabase(ctx context.Context, cfg Config, logger *slog.Logger) (stri
 	if err != nil {
 		return "", nil, err
 	}
-	pg, err := pgembed.Start(ctx, pgembed.Config{DataDir: dir, Logger: logger})
+	if ignored := clearLibpqEnv(); len(ignored) > 0 {
+		logger.Info("private PostgreSQL: ignoring libpq environment variables, which are for --dsn", "vars", strings.Join(ignored, ","))
+	}
+	pgCfg := pgembed.Config{DataDir: dir, Logger: logger}
+	// A pool larger than the private server's default connections gets
+	// them, with room for migrations, seeding and a psql session.
+	if need := int(cfg.DB.MaxConns) + privateSpareConns; need > pgembed.DefaultMaxConnections {
+		pgCfg.Settings = map[string]string{"max_connections": strconv.Itoa(need)}
+	}
+	pg, err := pgembed.Start(ctx, pgCfg)
 	if err != nil {
 		return "", nil, err
 	}
@@ -314,6 +357,28 @@ func resolveDatabase(ctx context.Context, cfg Config, logger *slog.Logger) (stri
 	logger.Info("private PostgreSQL running", "data_dir", dir, "psql", pg.DSN(embeddedDatabase))
 	logSharedMemory(ctx, pg, logger)
 	return pg.DSN(embeddedDatabase), pg, nil
+}
+
+// clearLibpqEnv removes the PG* variables of libpq's environment from
+// this process and returns their names. pgx reads them for every
+// connection; storefront's connections to its private PostgreSQL say
+// where and how to connect, and a variable meant for some other server
+// could only break them (PGSERVICE naming a service file that is not
+// there, PGTARGETSESSIONATTRS=standby) or change their sessions
+// (PGOPTIONS).
+func clearLibpqEnv() []string {
+	var names []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, "PG") {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		os.Unsetenv(name)
+	}
+	return names
 }
 
 // logSharedMemory says whether the private PostgreSQL's shared memory is

@@ -22,11 +22,26 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 		return usageError{err}
 	}
 	m := NewMain(cfg, newLogger(cfg))
+	// With JSON logs stderr is a stream of JSON lines for a log collector:
+	// a fatal error is one of them, not a plain-text line after them.
+	fatal := func(err error) error {
+		if cfg.LogFormat != "json" || err == nil {
+			return err
+		}
+		m.logger.Error("storefront serve failed", "err", err.Error())
+		return loggedError{err}
+	}
 	if err := m.Run(ctx); err != nil {
 		closeCtx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		_ = m.Close(closeCtx)
-		return err
+		if ctx.Err() != nil {
+			// Stopped by a signal while starting (seeding, say): the stop
+			// was asked for, so it is not a failure.
+			m.logger.Warn("stopped before serving", "why", err.Error())
+			return nil
+		}
+		return fatal(err)
 	}
 	if cfg.LogFormat == "json" {
 		// stderr is a stream of JSON lines for a log collector: the
@@ -45,10 +60,13 @@ func serveCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	closeCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownDelay+cfg.DrainTimeout+30*time.Second)
 	defer cancel()
 	if err := m.Close(closeCtx); err != nil {
-		return err
+		return fatal(err)
 	}
 	if serveErr != nil {
 		m.logger.Info("stopped, after the error above")
+		if cfg.LogFormat == "json" {
+			return loggedError{serveErr} // logged when it happened
+		}
 	} else {
 		m.logger.Info("stopped cleanly")
 	}

@@ -186,8 +186,8 @@ func bindServeFlags(fs *flag.FlagSet, c *Config) {
 	fs.StringVar(&c.Addr, "addr", c.Addr, "public API listen address")
 	fs.StringVar(&c.AdminAddr, "admin-addr", c.AdminAddr, "admin listen address (/metrics, /debug/pprof, /healthz, /readyz); keep it on loopback; empty disables")
 	fs.BoolVar(&c.Migrate, "migrate", c.Migrate, "apply pending schema migrations at start (always on for the private PostgreSQL)")
-	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "how long in-flight requests may take to finish after SIGTERM or SIGINT")
-	fs.DurationVar(&c.ShutdownDelay, "shutdown-delay", c.ShutdownDelay, "after SIGTERM or SIGINT, keep serving this long with /readyz at 503 before closing the listener (lets load balancers notice)")
+	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "how long in-flight requests may take to finish after SIGTERM, SIGINT or SIGHUP")
+	fs.DurationVar(&c.ShutdownDelay, "shutdown-delay", c.ShutdownDelay, "after SIGTERM, SIGINT or SIGHUP, keep serving this long with /readyz at 503 before closing the listener (lets load balancers notice)")
 	fs.BoolVar(&c.ReusePort, "reuseport", c.ReusePort, "listen with SO_REUSEPORT so a new process can take over the port during a rolling restart")
 	fs.IntVar(&c.DemoUsers, "demo-users", c.DemoUsers, "users seeded on the first start of the private PostgreSQL")
 	fs.IntVar(&c.DemoProducts, "demo-products", c.DemoProducts, "products seeded on the first start of the private PostgreSQL")
@@ -269,6 +269,14 @@ func newLogger(c Config) *slog.Logger {
 	level, _ := parseLevel(c.LogLevel)
 	opts := &slog.HandlerOptions{Level: level}
 	if c.LogFormat == "json" {
+		// Durations as "1.5s", as in the text format: slog's JSON handler
+		// writes them as integer nanoseconds, which reads as a count.
+		opts.ReplaceAttr = func(_ []string, a slog.Attr) slog.Attr {
+			if a.Value.Kind() == slog.KindDuration {
+				a.Value = slog.StringValue(a.Value.Duration().String())
+			}
+			return a
+		}
 		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, opts))

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"syscall"
 )
@@ -71,6 +72,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case errors.As(err, new(usageError)):
 		printError(stderr, args[0], err)
 		return 2
+	case errors.As(err, new(loggedError)):
+		return 1
 	default:
 		printError(stderr, args[0], err)
 		return 1
@@ -88,18 +91,54 @@ func versionCmd(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// printError writes one line per problem, each naming the command. A line
-// repeating the one before is left out (pgx reports each attempt to
-// connect, and two attempts often fail alike).
+// printError writes one line per problem, each naming the command. pgx
+// reports each attempt to connect on a tab-indented line of its own under
+// one "failed to connect" line: they are joined onto that line, the same
+// attempt's failure once, and a refused TLS handshake (sslmode=prefer's
+// first attempt, against a server without TLS) after the attempt that says
+// what went wrong.
 func printError(w io.Writer, cmd string, err error) {
-	prev := ""
-	for _, line := range strings.Split(err.Error(), "\n") {
-		if line != prev {
-			fmt.Fprintf(w, "storefront %s: %s\n", cmd, line)
-		}
-		prev = line
+	for _, line := range errorLines(err.Error()) {
+		fmt.Fprintf(w, "storefront %s: %s\n", cmd, line)
 	}
 }
+
+func errorLines(msg string) []string {
+	var lines []string
+	var attempts, tlsRefused []string
+	flush := func() {
+		if len(lines) > 0 && len(attempts)+len(tlsRefused) > 0 {
+			lines[len(lines)-1] += " " + strings.Join(append(attempts, tlsRefused...), "; ")
+		}
+		attempts, tlsRefused = nil, nil
+	}
+	for _, line := range strings.Split(msg, "\n") {
+		if strings.HasPrefix(line, "\t") && len(lines) > 0 {
+			a := strings.TrimSpace(line)
+			switch {
+			case slices.Contains(attempts, a), slices.Contains(tlsRefused, a):
+			case strings.Contains(a, "tls error: server refused TLS connection"):
+				tlsRefused = append(tlsRefused, a)
+			default:
+				attempts = append(attempts, a)
+			}
+			continue
+		}
+		flush()
+		if len(lines) == 0 || line != lines[len(lines)-1] {
+			lines = append(lines, line)
+		}
+	}
+	flush()
+	return lines
+}
+
+// loggedError marks an error already written to the log (as a JSON line):
+// it is not printed again.
+type loggedError struct{ err error }
+
+func (e loggedError) Error() string { return e.err.Error() }
+func (e loggedError) Unwrap() error { return e.err }
 
 // usageError marks a problem with the command line or configuration.
 type usageError struct{ err error }
@@ -130,12 +169,14 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
-// signalContext is cancelled by the first SIGINT or SIGTERM; a second one
-// exits at once.
+// signalContext is cancelled by the first SIGINT, SIGTERM or SIGHUP; a
+// second one exits at once. SIGHUP (the terminal went away) stops as
+// gracefully as the others: there is no configuration to reload, and
+// dying at once would drop requests in flight.
 func signalContext() (context.Context, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(context.Background())
 	ch := make(chan os.Signal, 2)
-	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM)
+	signal.Notify(ch, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	go func() {
 		select {
 		case <-ch:

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -12,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -94,7 +96,12 @@ func listeningAddr(t *testing.T, logs *syncBuffer, exited <-chan error, timeout 
 // process is killed when the test ends, unless it has exited by then.
 func startServe(t *testing.T, bin string, extra ...string) (*exec.Cmd, *syncBuffer, <-chan error) {
 	t.Helper()
-	cmd := exec.Command(bin, append([]string{"serve", "--addr", "127.0.0.1:0", "--admin-addr", ""}, extra...)...)
+	return startCommand(t, exec.Command(bin, append([]string{"serve", "--addr", "127.0.0.1:0", "--admin-addr", ""}, extra...)...))
+}
+
+// startCommand is startServe for a command of the caller's making.
+func startCommand(t *testing.T, cmd *exec.Cmd) (*exec.Cmd, *syncBuffer, <-chan error) {
+	t.Helper()
 	stderr := new(syncBuffer)
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
@@ -137,9 +144,15 @@ func waitHTTP(t *testing.T, url string, timeout time.Duration) {
 // second program on the same data directory is refused; a restart finds the
 // data again.
 func TestServeEmbeddedDefault(t *testing.T) {
+	// libpq's variables, meant for some other server, do not reach the
+	// private one's connections.
+	t.Setenv("PGSERVICE", "nosuch")
+	t.Setenv("PGTARGETSESSIONATTRS", "standby")
+	t.Setenv("PGOPTIONS", "-c statement_timeout=1")
 	cfg := embeddedServeConfig(t)
 	cfg.AdminAddr = "127.0.0.1:0"
 	cfg.DemoUsers, cfg.DemoProducts = 2000, 200
+	cfg.DB.MinConns, cfg.DB.MaxConns = 2, 210
 	ctx := context.Background()
 
 	m := NewMain(cfg, nil)
@@ -154,6 +167,12 @@ func TestServeEmbeddedDefault(t *testing.T) {
 	getJSON(t, "http://"+m.Addr()+"/users/1", 200, &u)
 	if u.UserID != 1 || u.Username == "" {
 		t.Fatalf("/users/1 = %+v", u)
+	}
+	// A pool larger than the private server's default 200 connections
+	// has them, and 20 to spare.
+	var maxConns string
+	if err := m.db.Pool().QueryRow(ctx, "SHOW max_connections").Scan(&maxConns); err != nil || maxConns != "230" {
+		t.Errorf("max_connections with --pool-max-conns 210: %q, %v; want 230", maxConns, err)
 	}
 	resp, err := http.Get("http://" + m.AdminAddr() + "/metrics")
 	if err != nil {
@@ -558,6 +577,33 @@ func TestServeEmbeddedCompletesInterruptedSeeding(t *testing.T) {
 	}
 }
 
+// TestSIGTERMWhileSeeding: a stop asked for while the first start seeds
+// its demo data is not a failure: exit status 0, and the log says that
+// serving never began.
+func TestSIGTERMWhileSeeding(t *testing.T) {
+	bin := buildBinary(t)
+	cfg := embeddedServeConfig(t)
+	cmd, stderr, exited := startServe(t, bin, "--data-dir", cfg.DataDir, "--demo-users", "20000000", "--log-level", "info")
+	for deadline := time.Now().Add(60 * time.Second); !strings.Contains(stderr.String(), "seeding demo data"); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no seeding within 60s:\n%s", stderr.String())
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("exit: %v, want status 0\n%s", err, stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no exit within 30s of SIGTERM")
+	}
+	if !strings.Contains(stderr.String(), "stopped before serving") {
+		t.Errorf("the log does not say serving never began:\n%s", stderr.String())
+	}
+}
+
 // TestDemoSizeLimits checks that demo data sizes the seeder refuses are
 // refused with the flags, before a database is started.
 func TestDemoSizeLimits(t *testing.T) {
@@ -602,20 +648,114 @@ func TestServeJSONLogsOnly(t *testing.T) {
 	if !ready {
 		t.Fatalf("no ready line within 15s:\n%s", stderr.String())
 	}
-	_ = cmd.Process.Signal(syscall.SIGTERM)
+	// SIGHUP (a closed terminal) stops as gracefully as SIGTERM.
+	_ = cmd.Process.Signal(syscall.SIGHUP)
 	select {
 	case err := <-exited:
 		if err != nil {
 			t.Fatalf("exit: %v\n%s", err, stderr.String())
 		}
 	case <-time.After(20 * time.Second):
-		t.Fatal("no exit within 20s of SIGTERM")
+		t.Fatal("no exit within 20s of SIGHUP")
 	}
-	for _, line := range strings.Split(strings.TrimSpace(stderr.String()), "\n") {
+	checkJSONLines(t, stderr.String())
+	for _, want := range []string{`"msg":"stopped cleanly"`, `"drain_timeout":"10s"`} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("no %s in the log (durations are strings, as in the text format):\n%s", want, stderr.String())
+		}
+	}
+}
+
+// TestServeJSONFatalError: with JSON logs, a database that cannot be
+// reached ends serve with exit status 1 and a JSON line saying why, and
+// nothing else on stderr.
+func TestServeJSONFatalError(t *testing.T) {
+	bin := buildBinary(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	_, stderr, exited := startServe(t, bin, "--dsn", "postgres://app@"+addr+"/shop?sslmode=disable&connect_timeout=2", "--log-format", "json")
+	select {
+	case err := <-exited:
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+			t.Fatalf("exit: %v, want status 1\n%s", err, stderr.String())
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("no exit within 30s")
+	}
+	checkJSONLines(t, stderr.String())
+	if !strings.Contains(stderr.String(), `"msg":"storefront serve failed"`) || !strings.Contains(stderr.String(), "database unreachable") {
+		t.Errorf("no JSON line naming the failure:\n%s", stderr.String())
+	}
+}
+
+func checkJSONLines(t *testing.T, out string) {
+	t.Helper()
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 		if !json.Valid([]byte(line)) {
 			t.Errorf("not a JSON line: %q", line)
 		}
 	}
+}
+
+// TestDroppedConnectionsAreCounted: a server out of file descriptors
+// (ulimit -n 64) closes the connections it cannot take, says so in its log
+// and counts them in storefront_http_connections_dropped_total, and goes on
+// serving the others.
+func TestDroppedConnectionsAreCounted(t *testing.T) {
+	bin := buildBinary(t)
+	dsn := pgtest.NewDatabase(t)
+	cmd := exec.Command("sh", "-c", `ulimit -n 64 && exec "$0" "$@"`, bin, "serve", "--addr", "127.0.0.1:0",
+		"--admin-addr", "127.0.0.1:0", "--dsn", dsn, "--pool-max-conns", "2", "--log-level", "info")
+	_, stderr, exited := startCommand(t, cmd)
+	addr := listeningAddr(t, stderr, exited, 15*time.Second)
+	admin := regexp.MustCompile(`admin_addr=(127\.0\.0\.1:\d+)`).FindStringSubmatch(stderr.String())
+	if admin == nil {
+		t.Fatalf("no admin address in the log:\n%s", stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "open-files limit is below what --max-conns needs") {
+		t.Errorf("no warning at start that 64 open files cannot hold --max-conns connections:\n%s", stderr.String())
+	}
+	waitHTTP(t, "http://"+addr+"/healthz", 15*time.Second)
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range 100 {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			break
+		}
+		conns = append(conns, c)
+	}
+	// The server takes some, drops the rest: it has no descriptors left.
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(stderr.String(), "client connection dropped"); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no warning about dropped connections after %d connections:\n%s", len(conns), stderr.String())
+		}
+	}
+	for _, c := range conns {
+		c.Close()
+	}
+	conns = nil
+	time.Sleep(200 * time.Millisecond) // the server sees them closed
+	resp, err := http.Get("http://" + admin[1] + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	m := regexp.MustCompile(`(?m)^storefront_http_connections_dropped_total (\d+)$`).FindSubmatch(metrics)
+	if m == nil || string(m[1]) == "0" {
+		t.Fatalf("storefront_http_connections_dropped_total: %q", m)
+	}
+	getJSON(t, "http://"+addr+"/users/1", 200, new(map[string]any))
 }
 
 // TestValidationNamesFlags gives every serve flag the packages validate an
@@ -626,7 +766,7 @@ func TestValidationNamesFlags(t *testing.T) {
 		"pool-max-conn-lifetime": "0s", "pool-max-conn-lifetime-jitter": "-1s", "coalesce-max-batch": "0",
 		"coalesce-mode": "batch", "coalesce-in-flight": "0", "coalesce-queries": "-1",
 		"read-timeout": "0s", "write-timeout": "0s", "idle-timeout": "0s", "request-timeout": "0s",
-		"max-header-bytes": "10", "max-body-bytes": "-1", "max-conns": "0", "event-loops": "-1",
+		"max-header-bytes": "10", "max-body-bytes": "-1", "max-conns": "0", "event-loops": "100000",
 		"access-log-every": "-1", "shed-max-inflight": "1",
 	} {
 		cfg := DefaultConfig()
@@ -645,5 +785,25 @@ func TestValidationNamesFlags(t *testing.T) {
 	_ = fs.Parse([]string{"--pool-min-conns=5", "--pool-max-conns=3", "--idle-timeout=0s"})
 	if err := cfg.Validate(); err == nil || err.Error() != "--pool-min-conns (5) exceeds max (3)\n--idle-timeout must be > 0" {
 		t.Errorf("two problems: %q", err)
+	}
+}
+
+// TestErrorLines: pgx's attempts to connect join their "failed to connect"
+// line, once each, a refused TLS handshake last; other lines stay.
+func TestErrorLines(t *testing.T) {
+	msg := "unavailable: database unreachable: failed to connect to `user=app database=shop`:\n" +
+		"\t127.0.0.1:5432 (127.0.0.1): tls error: server refused TLS connection\n" +
+		"\t127.0.0.1:5432 (127.0.0.1): failed SASL auth: FATAL: password authentication failed for user \"app\" (SQLSTATE 28P01)\n" +
+		"\t127.0.0.1:5432 (127.0.0.1): failed SASL auth: FATAL: password authentication failed for user \"app\" (SQLSTATE 28P01)\n" +
+		"--pool-max-conns must be > 0\n--pool-max-conns must be > 0\n--read-timeout must be > 0"
+	want := []string{
+		"unavailable: database unreachable: failed to connect to `user=app database=shop`: " +
+			"127.0.0.1:5432 (127.0.0.1): failed SASL auth: FATAL: password authentication failed for user \"app\" (SQLSTATE 28P01); " +
+			"127.0.0.1:5432 (127.0.0.1): tls error: server refused TLS connection",
+		"--pool-max-conns must be > 0",
+		"--read-timeout must be > 0",
+	}
+	if got := errorLines(msg); !slices.Equal(got, want) {
+		t.Errorf("errorLines:\n got %q\nwant %q", got, want)
 	}
 }

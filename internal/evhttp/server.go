@@ -49,6 +49,11 @@ type Config struct {
 	// bring one more request (answered with Connection: close) before it
 	// closes them.
 	CloseGrace time.Duration
+	// OnDropped, when set, is called (on the accepting goroutine) for each
+	// connection that could not be taken because the process is out of
+	// descriptors or memory: the client sees its connection closed, or it
+	// waits in the listen backlog.
+	OnDropped func(err error)
 }
 
 // DefaultConfig returns workable defaults.
@@ -158,7 +163,8 @@ func (s *Server) Serve(ln net.Listener) error {
 			if s.stopping.Load() {
 				return nil
 			}
-			if errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) || errors.Is(err, unix.ENOBUFS) || errors.Is(err, unix.ENOMEM) {
+			if outOfResources(err) {
+				s.dropped(err)
 				time.Sleep(10 * time.Millisecond) // out of descriptors: let some close
 				continue
 			}
@@ -169,9 +175,24 @@ func (s *Server) Serve(ln net.Listener) error {
 		}
 		fd, err := detach(nc)
 		if err != nil {
+			if outOfResources(err) {
+				s.dropped(err)
+			}
 			continue // the connection is closed; its client retries
 		}
 		s.accept(fd, nc.RemoteAddr())
+	}
+}
+
+// outOfResources reports an error that says the process or the system
+// has run out of descriptors or memory.
+func outOfResources(err error) bool {
+	return errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) || errors.Is(err, unix.ENOBUFS) || errors.Is(err, unix.ENOMEM)
+}
+
+func (s *Server) dropped(err error) {
+	if s.cfg.OnDropped != nil {
+		s.cfg.OnDropped(err)
 	}
 }
 

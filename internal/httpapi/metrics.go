@@ -57,10 +57,12 @@ type Metrics struct {
 	requests [numRoutes][numStatusSlots]atomic.Uint64
 	latency  [numRoutes]prometheus.Observer
 	inFlight atomic.Int64
+	dropped  atomic.Uint64 // connections dropped for want of descriptors or memory
 
 	latencyVec   *prometheus.HistogramVec
 	requestsDesc *prometheus.Desc
 	inFlightDesc *prometheus.Desc
+	droppedDesc  *prometheus.Desc
 }
 
 // NewMetrics returns unregistered metrics; Register adds them to a registry.
@@ -75,6 +77,8 @@ func NewMetrics() *Metrics {
 			"Requests answered, by route and status code.", []string{"route", "status"}, nil),
 		inFlightDesc: prometheus.NewDesc("storefront_http_in_flight_requests",
 			"Requests being served right now.", nil, nil),
+		droppedDesc: prometheus.NewDesc("storefront_http_connections_dropped_total",
+			"Client connections closed unserved because the process was out of file descriptors or memory.", nil, nil),
 	}
 	for r := range numRoutes {
 		if r != routeStatic { // only when served: see withStaticRoute
@@ -101,6 +105,7 @@ func (m *Metrics) observe(r route, status int, d time.Duration) {
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.requestsDesc
 	ch <- m.inFlightDesc
+	ch <- m.droppedDesc
 	m.latencyVec.Describe(ch)
 }
 
@@ -120,6 +125,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(m.inFlightDesc, prometheus.GaugeValue, float64(m.inFlight.Load()))
+	ch <- prometheus.MustNewConstMetric(m.droppedDesc, prometheus.CounterValue, float64(m.dropped.Load()))
 	m.latencyVec.Collect(ch)
 }
 

@@ -28,7 +28,7 @@ type Config struct {
 	MaxBodyBytes   int           // larger request bodies get 413
 	MaxConns       int           // concurrent connections served; more are refused
 	// EventLoops is the number of event loops serving connections; 0 means
-	// one per CPU (GOMAXPROCS).
+	// one per CPU (GOMAXPROCS); at most maxEventLoops.
 	EventLoops int
 	// StaticRoute enables GET /_bench/static/{user,product,inventory}
 	// (/_bench/static is the user), in-memory JSON responses of the shape
@@ -78,11 +78,15 @@ func (c Config) Validate() error {
 	check(c.MaxHeaderBytes >= 1024, "max header bytes must be >= 1024")
 	check(c.MaxBodyBytes >= 0, "max body bytes must be >= 0")
 	check(c.MaxConns > 0, "max connections must be > 0")
-	check(c.EventLoops >= 0, "event loops must be >= 0")
+	check(c.EventLoops >= 0 && c.EventLoops <= maxEventLoops, fmt.Sprintf("event loops must be between 0 and %d", maxEventLoops))
 	check(c.AccessLogEvery >= 0, "access log sampling must be >= 0")
 	check(!c.Shed || c.ShedMaxInFlight >= admissionMinLimit, fmt.Sprintf("shed max in-flight must be >= %d", admissionMinLimit))
 	return errors.Join(errs...)
 }
+
+// maxEventLoops bounds Config.EventLoops: each loop takes two descriptors
+// and a 64 KB read buffer, and loops beyond the CPUs only take turns.
+const maxEventLoops = 256
 
 // Services are the domain services the API serves.
 type Services struct {
@@ -106,7 +110,13 @@ type Server struct {
 	adm      *admission // nil when shedding is off
 	reqSeq   atomic.Uint64
 	static   staticBodies
+	// lastDropLog is when a dropped connection was last logged (Unix
+	// nanoseconds): at most one warning per dropLogEvery.
+	lastDropLog atomic.Int64
 }
+
+// dropLogEvery spaces the warnings about dropped connections.
+const dropLogEvery = 10 * time.Second
 
 // staticBodies are the benchmark-only in-memory responses, indexed by
 // staticKind: one answer of each database-backed route, as large as that
@@ -160,8 +170,22 @@ func New(cfg Config, svc Services, logger *slog.Logger, metrics *Metrics) *Serve
 		MaxConns:       cfg.MaxConns,
 		Loops:          cfg.EventLoops,
 		CloseGrace:     idleCloseGrace,
+		OnDropped:      s.connectionDropped,
 	}, handler{s})
 	return s
+}
+
+// connectionDropped counts a connection the server could not take (out of
+// descriptors or memory) and warns, at most once per dropLogEvery.
+func (s *Server) connectionDropped(err error) {
+	n := s.metrics.dropped.Add(1)
+	now := time.Now().UnixNano()
+	last := s.lastDropLog.Load()
+	if now-last < int64(dropLogEvery) || !s.lastDropLog.CompareAndSwap(last, now) {
+		return
+	}
+	s.logger.Warn("client connection dropped: out of file descriptors or memory; raise the open-files limit (ulimit -n) or lower --max-conns",
+		"err", err.Error(), "dropped_total", n)
 }
 
 // Serve accepts connections on ln until Shutdown. It returns nil after a

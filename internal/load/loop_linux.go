@@ -186,7 +186,6 @@ type eventLoop struct {
 	rbuf      []byte
 	rx        rawio.TimestampReader
 	lastSweep time.Duration
-
 }
 
 func newEventLoop(e *engine, index, stride int64, ids []int) (*eventLoop, error) {

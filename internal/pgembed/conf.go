@@ -32,6 +32,10 @@ var settingName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.]*$`)
 // settings returns what pgembed writes into confFile: the tuning for a
 // read-heavy API on a small machine, then cfg.Settings, which win because a
 // later line overrides an earlier one.
+// DefaultMaxConnections is the private server's max_connections unless
+// Config.Settings says otherwise.
+const DefaultMaxConnections = 200
+
 func settings(cfg *Config, socketDir string, memBytes uint64) []setting {
 	const mb = 1 << 20
 	sharedBuffers := min(memBytes/4, 512*mb)
@@ -45,7 +49,7 @@ func settings(cfg *Config, socketDir string, memBytes uint64) []setting {
 		{"port", strconv.Itoa(cfg.Port), "also names the socket file, .s.PGSQL.<port>"},
 		{"unix_socket_directories", quoteListItem(socketDir), "a private directory; see unix_socket_permissions"},
 		{"unix_socket_permissions", "0777", "the directory's mode is the gate (0700 cluster dir by default), so local clients of any uid, root included, need no group membership"},
-		{"max_connections", "200", "the API pool plus tests, migrations and psql; an idle connection costs a few MB"},
+		{"max_connections", strconv.Itoa(DefaultMaxConnections), "the API pool plus tests, migrations and psql; an idle connection costs a few MB"},
 		{"shared_buffers", fmt.Sprintf("%dMB", sharedBuffers/mb), "25% of RAM, capped: the OS page cache holds the rest of the hot set"},
 		{"huge_pages", "try", "2 MB pages for shared memory when the kernel has them reserved (vm.nr_hugepages), 4 kB pages otherwise; see SharedMemory"},
 		{"effective_cache_size", fmt.Sprintf("%dMB", memBytes*3/4/mb), "planner hint only (no allocation): most of RAM caches our data, so index scans are cheap"},

@@ -242,6 +242,28 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*DB, error) {
 // Close closes every pooled connection. In-flight queries finish first.
 func (db *DB) Close() { db.pool.Close() }
 
+// CloseWithin is Close bounded by d: it reports false when the
+// connections were still closing after d, and leaves them to finish in the
+// background. A connection whose query was cancelled is closed only once
+// its cancel request has reached the server, which pgx waits up to 15
+// seconds for: a server that has stopped answering would hold the caller
+// that long.
+func (db *DB) CloseWithin(d time.Duration) bool {
+	closed := make(chan struct{})
+	go func() {
+		db.pool.Close()
+		close(closed)
+	}()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-closed:
+		return true
+	case <-t.C:
+		return false
+	}
+}
+
 // Pool exposes the pool for migrations, seeding and metrics.
 func (db *DB) Pool() *pgxpool.Pool { return db.pool }
 

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -204,6 +205,19 @@ func TestMigrations(t *testing.T) {
 		INSERT INTO inventory (product_id, warehouse_id, on_hand, reserved) VALUES (1, 1, 5, 6)`)
 	if err == nil {
 		t.Error("reserved > on_hand was accepted")
+	}
+	// A schema newer than this build (a rollback) is refused by Migrate
+	// as by CheckSchema, and left as it is.
+	if _, err := pool.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, 'future')`, postgres.LatestVersion()+1); err != nil {
+		t.Fatal(err)
+	}
+	for name, check := range map[string]func() error{
+		"Migrate":     func() error { _, err := postgres.Migrate(ctx, pool); return err },
+		"CheckSchema": func() error { return postgres.CheckSchema(ctx, pool) },
+	} {
+		if err := check(); err == nil || !strings.Contains(err.Error(), "newer than this build knows") {
+			t.Errorf("%s on a newer schema: %v", name, err)
+		}
 	}
 }
 

@@ -117,6 +117,11 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) ([]int, error) {
 	if err := conn.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
 		return nil, translate(err)
 	}
+	if latest := ms[len(ms)-1].Version; current > latest {
+		// A rollback to an older build: it must not serve a schema it
+		// does not know, with --migrate or without.
+		return nil, errNewerSchema(current, latest)
+	}
 	var applied []int
 	for _, m := range ms {
 		if m.Version <= current {
@@ -149,7 +154,11 @@ func CheckSchema(ctx context.Context, pool *pgxpool.Pool) error {
 	case v < latest:
 		return fmt.Errorf("database schema is at version %d, this build needs %d: run `storefront migrate` (or start `storefront serve --migrate`)", v, latest)
 	case v > latest:
-		return fmt.Errorf("database schema is at version %d, newer than this build knows (%d): upgrade storefront", v, latest)
+		return errNewerSchema(v, latest)
 	}
 	return nil
+}
+
+func errNewerSchema(v, latest int) error {
+	return fmt.Errorf("database schema is at version %d, newer than this build knows (%d): upgrade storefront", v, latest)
 }
