@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -73,7 +74,7 @@ func (c Config) Validate() error {
 	if c.DSN != "" {
 		// pgconn's message leaves the password out.
 		if _, err := pgconn.ParseConfig(c.DSN); err != nil {
-			errs = append(errs, fmt.Errorf("--dsn: %v", err))
+			errs = append(errs, fmt.Errorf("--dsn: %v%s", err, libpqEnvHint()))
 		}
 	}
 	if c.DrainTimeout <= 0 {
@@ -263,6 +264,26 @@ func parseLevel(s string) (slog.Level, error) {
 		return 0, fmt.Errorf("--log-level must be debug, info, warn or error, not %q", s)
 	}
 	return l, nil
+}
+
+// libpqEnvHint names the PG* environment variables set, which fill in
+// what a DSN leaves out: a DSN error may be theirs.
+func libpqEnvHint() string {
+	var set []string
+	for _, kv := range os.Environ() {
+		if name, _, _ := strings.Cut(kv, "="); strings.HasPrefix(name, "PG") {
+			set = append(set, name)
+		}
+	}
+	if len(set) == 0 {
+		return ""
+	}
+	slices.Sort(set)
+	verb := "fill"
+	if len(set) == 1 {
+		verb = "fills"
+	}
+	return fmt.Sprintf(" (the environment's %s %s in what the DSN leaves out)", strings.Join(set, ", "), verb)
 }
 
 func newLogger(c Config) *slog.Logger {

@@ -419,6 +419,13 @@ func TestCommands(t *testing.T) {
 		}
 	}
 
+	// A DSN error that an environment variable caused names it.
+	t.Setenv("PGPORT", "abc")
+	if code, _, errOut := runCmd("serve", "--dsn", "postgres://app@127.0.0.1/shop"); code != 2 || !strings.Contains(errOut, "invalid port (the environment's PGPORT fills in") {
+		t.Errorf("--dsn without a port, PGPORT=abc: exit %d, stderr %q", code, errOut)
+	}
+	os.Unsetenv("PGPORT")
+
 	for _, tc := range []struct {
 		args []string
 		want string
