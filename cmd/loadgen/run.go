@@ -70,6 +70,7 @@ func runRun(args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&o.quiet, "quiet", false, "no live progress line")
 	fs.StringVar(&o.cfg.Engine, "engine", "", "open model: loops (event loops) or goroutines (one per connection); default loops where they work (Linux, http://)")
 	fs.IntVar(&o.cfg.Loops, "loops", 0, "open model: event loops (default half the processors; at most one fewer than the processors, rounded down to a divisor of --connections)")
+	fs.DurationVar(&o.cfg.SendResolution, "send-resolution", 0, "open model: send the requests due within each slot this long together at its end, one wake-up per slot (latency still counts from each request's intended time; 0: each at its own time)")
 	if help, err := parseFlags(fs, args, runUsage, stdout); help {
 		return exitOK
 	} else if err != nil {

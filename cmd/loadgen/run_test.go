@@ -84,16 +84,20 @@ func TestUsageErrors(t *testing.T) {
 		"negative loops":    {"run", "--target", srv.URL, "--rate", "10", "--loops", "-1"},
 		"too many loops":    {"run", "--target", srv.URL, "--rate", "10", "--loops", "100001"},
 		"loops over https":  {"run", "--target", "https://127.0.0.1:1/", "--rate", "10", "--engine", "loops"},
+		"coarse resolution": {"run", "--target", srv.URL, "--rate", "10", "--send-resolution", "11ms"},
+		"closed resolution": {"run", "--target", srv.URL, "--send-resolution", "50us"},
 		"steep zipf":        {"run", "--target", srv.URL, "--scenario", steepZipf},
 		"zero zipf":         {"run", "--target", srv.URL, "--scenario", flatZipf},
 	}
 	// Where a limit was hit, the line states the range that is accepted.
 	says := map[string]string{
-		"endless duration": "duration 2562047h47m15s with warm-up 0s and timeout 2s: longer than loadgen can time",
-		"negative loops":   "--loops -1: want 0..100000 (0: half the processors)",
-		"too many loops":   "loops 100001: want 0..100000 (0: half the processors)",
-		"steep zipf":       "zipf exponent must be above 0 and at most 100 (e.g. 1.0), got 101",
-		"zero zipf":        "zipf exponent must be above 0 and at most 100 (e.g. 1.0), got 0",
+		"endless duration":  "duration 2562047h47m15s with warm-up 0s and timeout 2s: longer than loadgen can time",
+		"negative loops":    "--loops -1: want 0..100000 (0: half the processors)",
+		"too many loops":    "loops 100001: want 0..100000 (0: half the processors)",
+		"coarse resolution": "--send-resolution 11ms: want 0..10ms",
+		"closed resolution": "--send-resolution paces the open model only",
+		"steep zipf":        "zipf exponent must be above 0 and at most 100 (e.g. 1.0), got 101",
+		"zero zipf":         "zipf exponent must be above 0 and at most 100 (e.g. 1.0), got 0",
 	}
 	for name, args := range cases {
 		code, stdout, stderr := runMain(args...)

@@ -101,15 +101,16 @@ func (e *engine) now() time.Duration { return time.Since(e.base) }
 
 func (e *engine) meta() Meta {
 	m := Meta{
-		Target:      e.target.Redacted(), // a password in the URL stays out of the report files
-		Model:       "closed",
-		TargetRate:  e.cfg.Rate,
-		Stages:      e.cfg.StagesSpec,
-		Connections: e.cfg.Connections,
-		Duration:    e.end - e.warmup,
-		Warmup:      e.warmup,
-		Host:        e.cfg.Host,
-		Started:     e.base.Add(e.warmup),
+		Target:         e.target.Redacted(), // a password in the URL stays out of the report files
+		Model:          "closed",
+		TargetRate:     e.cfg.Rate,
+		Stages:         e.cfg.StagesSpec,
+		Connections:    e.cfg.Connections,
+		SendResolution: e.cfg.SendResolution,
+		Duration:       e.end - e.warmup,
+		Warmup:         e.warmup,
+		Host:           e.cfg.Host,
+		Started:        e.base.Add(e.warmup),
 	}
 	if e.pacer != nil {
 		m.Model = "open"
@@ -212,7 +213,7 @@ func (e *engine) pace(ctx context.Context) {
 		if !ok {
 			return
 		}
-		if !e.waitUntil(ctx, at, timer) {
+		if !e.waitUntil(ctx, sendAt(at, e.cfg.SendResolution), timer) {
 			e.countUnsent(n, e.now(), 0, 1)
 			return
 		}
@@ -339,7 +340,7 @@ func (e *engine) exchange(w *worker, seq uint64, intended time.Duration, open bo
 	}
 	c.busy.Store(true)
 	c.sent[part].Add(1)
-	if open && sent-intended > LateThreshold {
+	if open && sent-sendAt(intended, e.cfg.SendResolution) > LateThreshold {
 		c.late[part].Add(1)
 	}
 	status, dialed, err := e.roundTrip(w, tmpl, e.base.Add(sent+e.cfg.Timeout))

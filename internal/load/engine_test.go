@@ -12,6 +12,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -817,5 +818,65 @@ func TestUnrequestedResponseIsNotCounted(t *testing.T) {
 	forEachEngine(t, func(t *testing.T, with func(Config) Config) {
 		rec, err := Run(context.Background(), with(Config{Target: target, Rate: 100, Duration: time.Second, Connections: 4}))
 		check(t, rec, err)
+	})
+}
+
+func TestSendAt(t *testing.T) {
+	const r = 50 * time.Microsecond
+	for _, tc := range []struct{ at, res, want time.Duration }{
+		{0, r, 0}, {1, r, r}, {r, r, r}, {r + 1, r, 2 * r}, {123456, 0, 123456},
+	} {
+		if got := sendAt(tc.at, tc.res); got != tc.want {
+			t.Errorf("sendAt(%v, %v) = %v, want %v", tc.at, tc.res, got, tc.want)
+		}
+	}
+}
+
+// TestSendResolutionGroupsSends: with --send-resolution, the requests due
+// within a slot leave together at its end (the server sees bursts one slot
+// apart, not a request every millisecond), they do not count as late, and their
+// corrected latency counts the wait from their intended times: half a slot
+// more than the uncorrected at the median.
+func TestSendResolutionGroupsSends(t *testing.T) {
+	const slot = 10 * time.Millisecond
+	forEachEngine(t, func(t *testing.T, with func(Config) Config) {
+		var mu sync.Mutex
+		var arrivals []time.Time
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			arrivals = append(arrivals, time.Now())
+			mu.Unlock()
+		}))
+		defer srv.Close()
+		rec, err := Run(context.Background(), with(Config{Target: srv.URL, Rate: 1000, Duration: time.Second,
+			Connections: 64, SendResolution: slot}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tot := sumUp(t, rec)
+		// Lateness counts from the slot's end: most requests wait over
+		// 1 ms for it, and must not count as late (the first slot's may,
+		// while their connections open).
+		if tot.statuses[200] != 1000 || tot.late > 50 {
+			t.Fatalf("statuses %v, errors %v, late %d; want 1000 answers, hardly any late", tot.statuses, tot.errors, tot.late)
+		}
+		mu.Lock()
+		slices.SortFunc(arrivals, func(a, b time.Time) int { return a.Compare(b) })
+		gaps := 0
+		for i := 1; i < len(arrivals); i++ {
+			if arrivals[i].Sub(arrivals[i-1]) > slot/2 {
+				gaps++
+			}
+		}
+		mu.Unlock()
+		// 100 slots: 99 gaps between their bursts (a stalled machine may
+		// split or merge some); a request a millisecond makes none.
+		if gaps < 80 || gaps > 120 {
+			t.Errorf("%d gaps over %v between arrivals, want about 99", gaps, slot/2)
+		}
+		wait := time.Duration(rec.Corrected.ValueAtQuantile(50)-rec.Uncorrected.ValueAtQuantile(50)) * time.Microsecond
+		if wait < slot/4 || wait > slot*3/4 {
+			t.Errorf("corrected p50 - uncorrected p50 = %v, want about half a slot (%v)", wait, slot/2)
+		}
 	})
 }

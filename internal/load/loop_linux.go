@@ -339,7 +339,7 @@ func (l *eventLoop) abandon(now time.Duration, err error) {
 // A request that finds none waits for the first one to come free: it
 // leaves late, and its corrected latency counts the wait.
 func (l *eventLoop) dispatch(now time.Duration) {
-	for l.pending && l.nextAt <= now {
+	for l.pending && sendAt(l.nextAt, l.e.cfg.SendResolution) <= now {
 		c := l.takeIdle()
 		if c == nil {
 			return
@@ -410,7 +410,7 @@ func (l *eventLoop) start(c *loopConn, now time.Duration) {
 	}
 	counters.busy.Store(true)
 	counters.sent[part].Add(1)
-	if now-c.intended > LateThreshold {
+	if now-sendAt(c.intended, e.cfg.SendResolution) > LateThreshold {
 		counters.late[part].Add(1)
 	}
 	if c.fd < 0 {
@@ -688,7 +688,7 @@ func (l *eventLoop) wait(now time.Duration) (int, error) {
 	sendable := l.pending && (len(l.idle) > 0 || len(l.closed) > 0)
 	sleep := sendable && l.waitingOut == 0
 	if sendable {
-		timeout = min(timeout, l.nextAt-now)
+		timeout = min(timeout, sendAt(l.nextAt, l.e.cfg.SendResolution)-now)
 	}
 	if l.busy > 0 {
 		timeout = min(timeout, max(l.lastSweep+loopSweepEvery-now, 0))

@@ -208,10 +208,14 @@ func clampWarning(s Summary) string {
 // modelLabel names the run's model and, for the open model, its engine:
 // "open model on loops".
 func modelLabel(m Meta) string {
+	label := m.Model + " model"
 	if m.Engine != "" {
-		return m.Model + " model on " + m.Engine
+		label += " on " + m.Engine
 	}
-	return m.Model + " model"
+	if m.SendResolution > 0 {
+		label += ", sends in " + m.SendResolution.String() + " slots"
+	}
+	return label
 }
 
 // WriteText writes the final one-screen summary of a run.

@@ -58,17 +58,20 @@ type Interval struct {
 
 // Meta describes how a run was configured.
 type Meta struct {
-	Target      string        `json:"target"`
-	Model       string        `json:"model"`                 // "open" or "closed"
-	TargetRate  float64       `json:"target_rate,omitempty"` // requests/s; 0 in the closed model
-	Stages      string        `json:"stages,omitempty"`      // as given by --stages
-	Connections int           `json:"connections"`
-	Engine      string        `json:"engine,omitempty"` // open model: "loops" or "goroutines"
-	Duration    time.Duration `json:"duration"`
-	Warmup      time.Duration `json:"warmup"`
-	Scenario    string        `json:"scenario,omitempty"`
-	Host        string        `json:"host,omitempty"` // generator host name, for merged runs
-	Started     time.Time     `json:"started"`
+	Target      string  `json:"target"`
+	Model       string  `json:"model"`                 // "open" or "closed"
+	TargetRate  float64 `json:"target_rate,omitempty"` // requests/s; 0 in the closed model
+	Stages      string  `json:"stages,omitempty"`      // as given by --stages
+	Connections int     `json:"connections"`
+	Engine      string  `json:"engine,omitempty"` // open model: "loops" or "goroutines"
+	// SendResolution is Config.SendResolution (0: every request at its
+	// own time).
+	SendResolution time.Duration `json:"send_resolution,omitempty"`
+	Duration       time.Duration `json:"duration"`
+	Warmup         time.Duration `json:"warmup"`
+	Scenario       string        `json:"scenario,omitempty"`
+	Host           string        `json:"host,omitempty"` // generator host name, for merged runs
+	Started        time.Time     `json:"started"`
 	// Interrupted is set when the run was stopped (SIGINT, SIGTERM) before
 	// its duration: the figures cover only what was recorded until then.
 	Interrupted bool `json:"interrupted,omitempty"`

@@ -35,6 +35,19 @@ const (
 	MaxConnections     = 100_000
 )
 
+// MaxSendResolution bounds Config.SendResolution: coarser slots would
+// turn a constant rate into bursts.
+const MaxSendResolution = 10 * time.Millisecond
+
+// sendAt is when a request intended at offset at leaves: at itself, or
+// with a send resolution r, the end of r's slot that holds it.
+func sendAt(at, r time.Duration) time.Duration {
+	if r <= 0 {
+		return at
+	}
+	return (at + r - 1) / r * r
+}
+
 // Config describes one run. The zero value plus a Target is a closed-model
 // run with the defaults.
 type Config struct {
@@ -68,6 +81,14 @@ type Config struct {
 	// most one fewer than the processors are used, rounded down to a
 	// divisor of Connections so that every loop holds as many.
 	Loops int
+	// SendResolution, in the open model, lets a request leave at the end
+	// of the slot of this length (counted from the start of the schedule)
+	// that holds its intended time, together with the others due in that
+	// slot, instead of at that time exactly: one wake-up per slot rather
+	// than per request. Its latency still counts from the intended time,
+	// so a slot adds up to its length to it. 0: every request leaves at
+	// its own time.
+	SendResolution time.Duration
 	// Headers are sent with every request, as "Name: value"; a value may
 	// hold {uuid} or {seq}.
 	Headers []string
@@ -141,6 +162,10 @@ func (c *Config) Validate() error {
 		// Accepted and ignored, they would make a closed run look like
 		// something it is not.
 		return errors.New("--loops and --engine loops drive the open model only (give --rate or --stages); the closed model runs a goroutine per connection")
+	case c.SendResolution < 0 || c.SendResolution > MaxSendResolution:
+		return fmt.Errorf("--send-resolution %v: want 0..%v", c.SendResolution, MaxSendResolution)
+	case !c.Open() && c.SendResolution != 0:
+		return errors.New("--send-resolution paces the open model only (give --rate or --stages); the closed model sends each request as the previous one is answered")
 	}
 	for _, s := range c.Stages {
 		if s.Length <= 0 || s.Target < 0 || s.Target > MaxRate {
