@@ -5,6 +5,7 @@
 // Layout under Config.DataDir:
 //
 //	storefront.lock      flock held while a Server owns the directory
+//	storefront.socketdir the short socket directory under /tmp, while one is in use
 //	pg/                  the cluster (PGDATA), mode 0700, owned by the server's OS user
 //	pg/storefront.conf   tuned settings, rewritten on every start, included by postgresql.conf
 //	pg/log/postgres.log  everything postgres writes to stderr
@@ -444,11 +445,18 @@ func (s *Server) chooseSocketDir() error {
 	if len(socketPath(s.socketDir, s.cfg.Port)) <= maxSocketPath && !strings.Contains(s.socketDir, ",") {
 		return nil
 	}
-	dir, err := os.MkdirTemp("/tmp", "storefront-pg-")
+	// One left by a server killed before it could remove it (SIGKILL,
+	// a crash) is no one's now: this Server holds the data directory's
+	// lock.
+	s.removeRecordedSocketDir()
+	dir, err := os.MkdirTemp("/tmp", socketDirPrefix)
 	if err != nil {
 		return fmt.Errorf("pgembed: socket directory: %w", err)
 	}
 	s.socketDir, s.tmpSocket = dir, true
+	if err := os.WriteFile(filepath.Join(s.cfg.DataDir, socketDirRecord), []byte(dir), 0o644); err != nil {
+		return fmt.Errorf("pgembed: %w", err)
+	}
 	// Private like the cluster directory: whoever reaches the socket is
 	// superuser (trust authentication). Its owner, the user who runs
 	// postgres, and root get in.
@@ -461,6 +469,29 @@ func (s *Server) chooseSocketDir() error {
 	s.log.Debug("pgembed: data directory too long for a socket path, or with a comma; socket in a short private directory instead",
 		"socket_dir", dir, "max_bytes", maxSocketPath)
 	return nil
+}
+
+const (
+	socketDirPrefix = "storefront-pg-"
+	// socketDirRecord, in the data directory, names the short socket
+	// directory in use, so that the next start can remove one a killed
+	// server left behind.
+	socketDirRecord = "storefront.socketdir"
+)
+
+// removeRecordedSocketDir removes the short socket directory the data
+// directory's record names, and the record. Only a directory of ours
+// (/tmp/storefront-pg-*) is removed, whatever the record says.
+func (s *Server) removeRecordedSocketDir() {
+	record := filepath.Join(s.cfg.DataDir, socketDirRecord)
+	b, err := os.ReadFile(record)
+	if err != nil {
+		return
+	}
+	if dir := string(b); filepath.Dir(dir) == "/tmp" && strings.HasPrefix(filepath.Base(dir), socketDirPrefix) {
+		os.RemoveAll(dir)
+	}
+	os.Remove(record)
 }
 
 func socketPath(dir string, port int) string {
@@ -655,6 +686,7 @@ func (s *Server) Stop(ctx context.Context) error {
 // release gives back what Start took besides the process.
 func (s *Server) release() {
 	if s.tmpSocket {
+		s.removeRecordedSocketDir()
 		os.RemoveAll(s.socketDir)
 		s.tmpSocket = false
 	}

@@ -331,6 +331,43 @@ func crash(t *testing.T, ctx context.Context, srv *Server) {
 	}
 }
 
+// TestStaleSocketDirRemoved: a short socket directory that a killed
+// server left under /tmp (its record still in the data directory) is
+// removed by the next start; a clean stop removes the new one and the
+// record.
+func TestStaleSocketDirRemoved(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	dir := filepath.Join(tempDataDir(t), strings.Repeat("long-directory-name/", 5))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	stale, err := os.MkdirTemp("/tmp", socketDirPrefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(stale)
+	if err := os.WriteFile(filepath.Join(dir, socketDirRecord), []byte(stale), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	srv := startServer(t, ctx, Config{DataDir: dir, Ephemeral: true, Logger: testLogger(t)})
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("stale socket dir %s still there: %v", stale, err)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, socketDirRecord)); err != nil || string(b) != srv.SocketDir() {
+		t.Errorf("record %q (%v), want the socket dir in use %s", b, err, srv.SocketDir())
+	}
+	sockDir := srv.SocketDir()
+	if err := srv.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{sockDir, filepath.Join(dir, socketDirRecord)} {
+		if _, err := os.Stat(path); !os.IsNotExist(err) {
+			t.Errorf("%s still there after Stop: %v", path, err)
+		}
+	}
+}
+
 // TestCrashes covers what a killed program leaves behind: a postgres still
 // running (refused clearly), and a stale postmaster.pid after a crash
 // (started over it). Its data directory is too long for a socket path, and
