@@ -507,6 +507,11 @@ func (s *Server) launch(ctx context.Context) error {
 	if _, err := os.Stat(filepath.Join(s.clusterDir, "PG_VERSION")); err != nil {
 		return fmt.Errorf("pgembed: the cluster directory %s is gone or incomplete: %w", s.clusterDir, err)
 	}
+	// Its owner may have changed under a running server, too: a restart
+	// would fail as "fork/exec .../postgres: permission denied".
+	if err := s.checkClusterDir(); err != nil {
+		return err
+	}
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return fmt.Errorf("pgembed: %w", err)

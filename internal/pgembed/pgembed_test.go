@@ -893,4 +893,17 @@ func TestLaunchWithoutCluster(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "cluster directory "+s.clusterDir+" is gone") {
 		t.Errorf("launch: %v", err)
 	}
+	// A cluster whose owner is no longer the user who runs postgres is
+	// named as such, with the command that fixes it.
+	if err := os.MkdirAll(s.clusterDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(s.clusterDir, "PG_VERSION"), []byte("15\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.user = &osUser{name: "someone", uid: uint32(os.Getuid()) + 1}
+	err = s.launch(t.Context())
+	if err == nil || !strings.Contains(err.Error(), "chown -R someone "+s.clusterDir) {
+		t.Errorf("launch over a cluster of another owner: %v", err)
+	}
 }
