@@ -172,6 +172,7 @@ type process struct {
 	exited  chan struct{} // closed once the postmaster has been reaped
 	err     error         // its exit status, set before exited closes
 	drained chan struct{} // closed when every process holding its stderr is gone
+	pipeIno uint64        // the inode of that stderr pipe, to find who holds it
 }
 
 // Start initializes the cluster on first use, writes the tuned settings,
@@ -551,6 +552,11 @@ func (s *Server) launch(ctx context.Context) error {
 		pr.Close()
 		return fmt.Errorf("pgembed: starting postgres: %w", err)
 	}
+	if fi, err := pr.Stat(); err == nil {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			p.pipeIno = st.Ino
+		}
+	}
 	go func() {
 		s.tail.copy(pr)
 		pr.Close()
@@ -650,14 +656,54 @@ func (s *Server) halt(ctx context.Context, sig syscall.Signal) {
 		syscall.Kill(-pid, syscall.SIGKILL) // Setpgid made the postmaster the group leader
 		<-p.exited
 	}
-	// Children of a postmaster that died badly may linger; they still
-	// hold the pipe and the process group.
+	// Children of a postmaster that died badly may linger, holding the
+	// pipe. A backend leads a process group of its own (PostgreSQL calls
+	// setsid in every child), so one that is stopped or hung outlives the
+	// group's SIGKILL: whoever still holds the pipe is killed by name.
 	select {
 	case <-p.drained:
 	case <-time.After(5 * time.Second):
 		syscall.Kill(-pid, syscall.SIGKILL)
-		<-p.drained
+		n := killPipeHolders(p.pipeIno)
+		select {
+		case <-p.drained:
+		case <-time.After(5 * time.Second):
+			s.log.Warn("pgembed: postgres processes still hold its output after SIGKILL; not waiting for them", "pid", pid, "killed", n)
+		}
 	}
+}
+
+// killPipeHolders sends SIGKILL to every other process with a descriptor
+// of the pipe whose inode is ino (both ends share it), as /proc lists
+// them, and returns how many it signalled.
+func killPipeHolders(ino uint64) int {
+	if ino == 0 {
+		return 0
+	}
+	target := "pipe:[" + strconv.FormatUint(ino, 10) + "]"
+	procs, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0
+	}
+	self, n := os.Getpid(), 0
+	for _, e := range procs {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == self {
+			continue
+		}
+		fds, err := os.ReadDir("/proc/" + e.Name() + "/fd")
+		if err != nil {
+			continue
+		}
+		for _, fd := range fds {
+			if link, err := os.Readlink("/proc/" + e.Name() + "/fd/" + fd.Name()); err == nil && link == target {
+				syscall.Kill(pid, syscall.SIGKILL)
+				n++
+				break
+			}
+		}
+	}
+	return n
 }
 
 func isClosed(c chan struct{}) bool {

@@ -907,3 +907,43 @@ func TestLaunchWithoutCluster(t *testing.T) {
 		t.Errorf("launch over a cluster of another owner: %v", err)
 	}
 }
+
+// TestStopWithFrozenServer: a postmaster and a backend that no longer run
+// (SIGSTOP; a hung host) do not hold Stop for ever. The backend leads a
+// process group of its own, so the group's SIGKILL misses it; it is found
+// by the output pipe it holds and killed.
+func TestStopWithFrozenServer(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	srv := startServer(t, ctx, Config{DataDir: tempDataDir(t), Ephemeral: true, Logger: testLogger(t), StopTimeout: time.Second})
+	conn, err := pgx.Connect(ctx, srv.DSN("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var backend int
+	if err := conn.QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&backend); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(backend, syscall.SIGKILL) })
+	for _, pid := range []int{backend, srv.PID()} {
+		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stopped := make(chan error, 1)
+	go func() { stopped <- srv.Stop(context.Background()) }()
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("Stop still waiting a minute after postgres was frozen")
+	}
+	for deadline := time.Now().Add(5 * time.Second); !processGone(backend); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("backend %d still there after Stop", backend)
+		}
+	}
+}
