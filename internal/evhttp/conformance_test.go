@@ -152,9 +152,10 @@ func TestLongChunkLineRefusedInAnyPacketing(t *testing.T) {
 // A refusal of a HEAD request has no body (RFC 9110 9.3.2), its length
 // still announced.
 func TestHeadRefusalHasNoBody(t *testing.T) {
-	_, addr := start(t, &echo{}, func(c *Config) { c.MaxHeaderBytes = 1024; c.MaxBodyBytes = 100 })
+	_, addr := start(t, &echo{}, func(c *Config) { c.MaxHeaderBytes = 1024; c.MaxBodyBytes = 100; c.ReadTimeout = 200 * time.Millisecond })
 	for _, req := range []string{
-		"HEAD /a HTTP/1.1\r\n\r\n", // no Host
+		"HEAD /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nab", // 408: the body never comes
+		"HEAD /a HTTP/1.1\r\n\r\n",                                   // no Host
 		"HEAD /a HTTP/1.1\r\nHost: x\r\nContent-Length: 9999\r\n\r\n",
 		"HEAD /a HTTP/1.1\r\nHost: x\r\nX-Big: " + strings.Repeat("a", 2000) + "\r\n\r\n",
 	} {

@@ -468,7 +468,8 @@ func (c *conn) onDeadline(l *loop, now int64) {
 		return
 	}
 	if c.reqStarted && !c.busy && !c.closeAfter && c.out == nil {
-		c.refuseLocked(refuseSlow)
+		// A HEAD request cut short still gets no body (RFC 9110 9.3.2).
+		c.refuseRequestLocked(refuseSlow, nil, c.in != nil && bytes.HasPrefix(c.in.b, headRequestLine))
 		return
 	}
 	c.closeLocked()

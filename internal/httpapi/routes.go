@@ -70,9 +70,10 @@ func (h handler) Serve(x *evhttp.Exchange) {
 	e.setRequestID(x.RequestID())
 	path := x.Path()
 	route, param := matchRoute(path, h.s.cfg.StaticRoute)
-	if esc := x.EscapedSlash(); esc >= 0 && esc < len(path)-len(param) {
+	if esc := x.EscapedSlash(); esc >= 0 && (esc < len(path)-len(param) || route == routeStatic) {
 		// A %2F in the route's own part of the path: "/users%2F1" is
 		// one segment, not /users/1 (a SKU may hold one: it is data).
+		// The static route's parameter is path too ("/product").
 		route, param = routeUnknown, nil
 	}
 	e.route = route
