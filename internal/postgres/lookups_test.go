@@ -312,12 +312,30 @@ func TestTimestampsAtTheEdges(t *testing.T) {
 // after forwarding that row, as a backend dying in the middle of a result
 // would; it then forwards everything again.
 type cuttingProxy struct {
-	ln    net.Listener
 	armed atomic.Bool
 	dsn   string // dsn through the proxy
 }
 
 func newCuttingProxy(t *testing.T, dsn string) *cuttingProxy {
+	t.Helper()
+	p := &cuttingProxy{}
+	p.dsn = listenProxy(t, dsn, func(client net.Conn, upstream string) {
+		server, err := net.Dial("unix", upstream)
+		if err != nil {
+			client.Close()
+			return
+		}
+		go func() { _, _ = io.Copy(server, client); server.Close() }()
+		go p.serverToClient(server, client)
+	})
+	return p
+}
+
+// listenProxy listens on a loopback TCP port for the tests' proxies in
+// front of the PostgreSQL of dsn, and hands each accepted connection to
+// serve with the server's socket path. It returns the DSN through the
+// proxy; the listener closes when the test ends.
+func listenProxy(t *testing.T, dsn string, serve func(client net.Conn, upstream string)) string {
 	t.Helper()
 	cfg, err := pgconn.ParseConfig(dsn)
 	if err != nil {
@@ -329,25 +347,29 @@ func newCuttingProxy(t *testing.T, dsn string) *cuttingProxy {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	p := &cuttingProxy{ln: ln}
-	addr := ln.Addr().(*net.TCPAddr)
-	p.dsn = fmt.Sprintf("host=127.0.0.1 port=%d user=%s dbname=%s sslmode=disable", addr.Port, cfg.User, cfg.Database)
 	go func() {
 		for {
 			client, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			server, err := net.Dial("unix", upstream)
-			if err != nil {
-				client.Close()
-				continue
-			}
-			go func() { _, _ = io.Copy(server, client); server.Close() }()
-			go p.serverToClient(server, client)
+			serve(client, upstream)
 		}
 	}()
-	return p
+	return fmt.Sprintf("host=127.0.0.1 port=%d user=%s dbname=%s sslmode=disable", ln.Addr().(*net.TCPAddr).Port, cfg.User, cfg.Database)
+}
+
+// openThrough opens an uncoalesced DB of at most two connections on dsn
+// (a proxy's).
+func openThrough(t *testing.T, ctx context.Context, dsn string) *postgres.DB {
+	t.Helper()
+	cfg := postgres.DefaultConfig()
+	cfg.DSN, cfg.Coalesce, cfg.MaxConns = dsn, false, 2
+	db, err := postgres.Open(ctx, cfg, nil)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	return db
 }
 
 // serverToClient forwards the server's messages one at a time (type byte,
@@ -380,14 +402,9 @@ func (p *cuttingProxy) serverToClient(server, client net.Conn) {
 // and its answer holds each warehouse once, as the database has it.
 func TestStockRetryStartsOver(t *testing.T) {
 	proxy := newCuttingProxy(t, pgtest.NewDatabase(t))
-	cfg := postgres.DefaultConfig()
-	cfg.DSN, cfg.Coalesce, cfg.MaxConns = proxy.dsn, false, 2
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	db, err := postgres.Open(ctx, cfg, nil)
-	if err != nil {
-		t.Fatalf("open: %v", err)
-	}
+	db := openThrough(t, ctx, proxy.dsn)
 	defer db.Close()
 
 	var id, rows int64
